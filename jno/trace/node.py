@@ -1,0 +1,398 @@
+"""The symbolic graph: :class:`Placeholder` and the operators that build it.
+
+Building a graph computes nothing. Every node knows
+
+* ``pointset``: the :class:`~jno.trace.pointset.PointSet` it is point-wise over, or ``None``
+  for a global value (a parameter, a literal, a reduction);
+* ``shape``: its per-point shape when point-wise, its full shape when global;
+* ``args``: its child nodes.
+
+Shapes are inferred with :func:`jax.eval_shape` on abstract values, so a shape mismatch is a
+``ValueError`` raised while the expression is written, naming the expression.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .pointset import PointSet
+
+_ids = itertools.count()
+
+
+def _describe(node: Placeholder) -> str:
+    try:
+        text = str(node)
+    except Exception:  # pragma: no cover - repr must never hide the real error
+        text = node.op
+    return text if len(text) < 120 else text[:117] + "..."
+
+
+def common_pointset(args: Sequence[Placeholder], what: str) -> PointSet | None:
+    """The one point set shared by ``args`` (``None`` if all are global).
+
+    Raises:
+        ValueError: two arguments live on different point sets.
+    """
+    found: PointSet | None = None
+    for a in args:
+        ps = a.pointset
+        if ps is None:
+            continue
+        if found is None:
+            found = ps
+        elif ps is not found:
+            raise ValueError(
+                f"{what}: mixes point sets '{found.label}' ({found.size} points) and "
+                f"'{ps.label}' ({ps.size} points) point-wise. Each point-wise expression must "
+                "live on one point set: reduce each part first (e.g. `a.mse + b.mse`) or "
+                "evaluate the model on the other set's variables."
+            )
+    return found
+
+
+def as_node(value: Any) -> Placeholder:
+    """Wrap numbers and arrays as :class:`Literal`; leave placeholders alone."""
+    if isinstance(value, Placeholder):
+        return value
+    if isinstance(value, (int, float, bool, complex, np.ndarray, np.generic, jax.Array)):
+        return Literal(value)
+    raise TypeError(
+        f"cannot use {type(value).__name__} {value!r} in a jno expression: use a number, an "
+        "array, or a jno placeholder (wrap JAX functions with jno.fn)."
+    )
+
+
+class Placeholder:
+    """A node of the symbolic graph. Operators on placeholders build new nodes."""
+
+    op: str = "node"
+    __array_priority__ = 1000  # numpy defers to our reflected operators
+
+    def __init__(self, args: Sequence[Placeholder], pointset: PointSet | None, shape, dtype):
+        self.args = tuple(args)
+        self.pointset = pointset
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.id = next(_ids)
+        self.label: str | None = None
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def pointwise(self) -> bool:
+        return self.pointset is not None
+
+    def walk(self):
+        """Every node of the sub-graph rooted here, each once, children first."""
+        seen: set[int] = set()
+        order: list[Placeholder] = []
+        stack: list[tuple[Placeholder, bool]] = [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if node.id in seen:
+                continue
+            seen.add(node.id)
+            stack.append((node, True))
+            for child in reversed(node.children()):
+                if child.id not in seen:
+                    stack.append((child, False))
+        return order
+
+    def children(self) -> tuple[Placeholder, ...]:
+        return self.args
+
+    def abstract(self) -> jax.ShapeDtypeStruct:
+        return jax.ShapeDtypeStruct(self.shape, self.dtype)
+
+    # ------------------------------------------------------------------ arithmetic
+    def __add__(self, o):
+        return apply(jnp.add, self, o, name="+")
+
+    def __radd__(self, o):
+        return apply(jnp.add, o, self, name="+")
+
+    def __sub__(self, o):
+        return apply(jnp.subtract, self, o, name="-")
+
+    def __rsub__(self, o):
+        return apply(jnp.subtract, o, self, name="-")
+
+    def __mul__(self, o):
+        return apply(jnp.multiply, self, o, name="*")
+
+    def __rmul__(self, o):
+        return apply(jnp.multiply, o, self, name="*")
+
+    def __truediv__(self, o):
+        return apply(jnp.divide, self, o, name="/")
+
+    def __rtruediv__(self, o):
+        return apply(jnp.divide, o, self, name="/")
+
+    def __pow__(self, o):
+        return apply(jnp.power, self, o, name="**")
+
+    def __rpow__(self, o):
+        return apply(jnp.power, o, self, name="**")
+
+    def __matmul__(self, o):
+        return apply(jnp.matmul, self, o, name="@")
+
+    def __rmatmul__(self, o):
+        return apply(jnp.matmul, o, self, name="@")
+
+    def __neg__(self):
+        return apply(jnp.negative, self, name="neg")
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return apply(jnp.abs, self, name="abs")
+
+    def __lt__(self, o):
+        return apply(jnp.less, self, o, name="<")
+
+    def __le__(self, o):
+        return apply(jnp.less_equal, self, o, name="<=")
+
+    def __gt__(self, o):
+        return apply(jnp.greater, self, o, name=">")
+
+    def __ge__(self, o):
+        return apply(jnp.greater_equal, self, o, name=">=")
+
+    def __eq__(self, o):  # type: ignore[override]
+        return apply(jnp.equal, self, o, name="==")
+
+    def __ne__(self, o):  # type: ignore[override]
+        return apply(jnp.not_equal, self, o, name="!=")
+
+    __hash__ = object.__hash__
+
+    def __getitem__(self, index):
+        return Index(self, index)
+
+    def __bool__(self):
+        raise TypeError(
+            f"the truth value of the jno expression {_describe(self)} is symbolic; use "
+            "jno.np.where(condition, a, b) instead of `if`/`and`/`or`."
+        )
+
+    def __iter__(self):
+        raise TypeError(f"jno expression {_describe(self)} is not iterable; index it instead.")
+
+    # ------------------------------------------------------------------ calculus
+    def d(self, wrt, order: int = 1) -> Placeholder:
+        """First (or ``order``-th) derivative with respect to the coordinate ``wrt``."""
+        from .derivative import diff
+
+        return diff(self, wrt, order=order)
+
+    def dd(self, wrt) -> Placeholder:
+        """Second derivative with respect to the coordinate ``wrt``."""
+        from .derivative import diff
+
+        return diff(self, wrt, order=2)
+
+    # ------------------------------------------------------------------ constraints
+    @property
+    def mse(self):
+        """Mean of squares over points and components: ``mean(r**2)``."""
+        from .reduction import Reduction
+
+        return Reduction("mse", self)
+
+    @property
+    def mean(self):
+        """Mean over points and components."""
+        from .reduction import Reduction
+
+        return Reduction("mean", self)
+
+    @property
+    def sum(self):
+        """Sum over points and components."""
+        from .reduction import Reduction
+
+        return Reduction("sum", self)
+
+    @property
+    def mae(self):
+        """Mean absolute value over points and components."""
+        from .reduction import Reduction
+
+        return Reduction("mae", self)
+
+    @property
+    def max(self):
+        """Maximum over points and components."""
+        from .reduction import Reduction
+
+        return Reduction("max", self)
+
+    def gaussian(self, std) -> Placeholder:
+        """Calibrated Gaussian likelihood constraint of this residual.
+
+        Its loss is the exact negative log-likelihood
+        ``½ Σ r²/σ² + Σ log(σ √(2π))`` over every point and component; ``std`` is a
+        number, an array broadcastable to the residual, or a Parameter (learned noise).
+        """
+        from .reduction import GaussianLikelihood
+
+        return GaussianLikelihood(self, std)
+
+    def name(self, label: str) -> Placeholder:
+        """Give this expression a name (used for constraints in the History)."""
+        if not isinstance(label, str):
+            raise TypeError(f"name must be a string, got {type(label).__name__}")
+        self.label = label
+        return self
+
+    # ------------------------------------------------------------------ display
+    def to_sympy(self):
+        """This expression as a sympy expression (coordinates and models become symbols)."""
+        from .to_sympy import to_sympy
+
+        return to_sympy(self)
+
+    def _repr_latex_(self) -> str:
+        import sympy
+
+        return f"${sympy.latex(self.to_sympy())}$"
+
+    def __str__(self) -> str:
+        from .to_sympy import to_text
+
+        return to_text(self)
+
+    def __repr__(self) -> str:
+        where = f"on {self.pointset.label}" if self.pointset is not None else "global"
+        return f"<jno {self.op} {_describe(self)} {where} shape={self.shape}>"
+
+
+# ---------------------------------------------------------------------- leaves
+class Variable(Placeholder):
+    """Coordinate ``index`` of a point set; per-point shape ``(1,)``."""
+
+    op = "variable"
+
+    def __init__(self, pointset: PointSet, index: int, name: str):
+        super().__init__((), pointset, (1,), jnp.float32)
+        self.index = int(index)
+        self.var_name = name
+
+
+class Literal(Placeholder):
+    """A constant (number or array), global."""
+
+    op = "literal"
+
+    def __init__(self, value):
+        value = np.asarray(value)
+        if value.dtype == np.float64:
+            value = value.astype(np.float32)
+        if value.dtype == np.int64:
+            value = value.astype(np.int32)
+        super().__init__((), None, value.shape, value.dtype)
+        self.value = value
+
+
+class Data(Placeholder):
+    """A data array attached to a point set: row ``i`` belongs to point ``i``."""
+
+    op = "data"
+
+    def __init__(self, pointset: PointSet, name: str):
+        if name not in pointset.data:
+            raise KeyError(f"no data '{name}' attached to point set '{pointset.label}'")
+        array = pointset.data[name]
+        super().__init__((), pointset, array.shape[1:], array.dtype)
+        self.data_name = name
+
+
+class Noise(Placeholder):
+    """Observation noise drawn once per solve from the crux seed.
+
+    The draw has one value per point and per-point shape ``shape`` on whatever point set the
+    noise is combined with. ``redraw=True`` draws it anew every step (opt-in; this makes the
+    target random, so a sampler no longer sees one fixed data set).
+    """
+
+    op = "noise"
+
+    def __init__(self, kind: str, params: dict, shape=(), redraw: bool = False):
+        super().__init__((), None, shape, jnp.float32)
+        self.kind = kind
+        self.params = dict(params)
+        self.redraw = bool(redraw)
+
+    def sample(self, key, leading: tuple[int, ...]):
+        shape = tuple(leading) + self.shape
+        if self.kind == "gaussian":
+            return self.params["mean"] + self.params["std"] * jax.random.normal(key, shape)
+        if self.kind == "uniform":
+            return jax.random.uniform(
+                key, shape, minval=self.params["low"], maxval=self.params["high"]
+            )
+        if self.kind == "laplace":
+            return self.params["loc"] + self.params["scale"] * jax.random.laplace(key, shape)
+        raise ValueError(f"unknown noise kind {self.kind!r}")
+
+
+# ---------------------------------------------------------------------- operations
+class Apply(Placeholder):
+    """A JAX function applied point-wise to its arguments."""
+
+    op = "apply"
+
+    def __init__(self, fn: Callable, args: Sequence[Placeholder], kwargs: dict, name: str):
+        pointset = common_pointset(args, f"`{name}`")
+        self.fn = fn
+        self.kwargs = dict(kwargs)
+        self.fn_name = name
+        try:
+            out = jax.eval_shape(lambda *a: fn(*a, **self.kwargs), *[a.abstract() for a in args])
+        except Exception as err:
+            shapes = ", ".join(str(a.shape) for a in args)
+            raise ValueError(
+                f"`{name}` cannot combine arguments of per-point shapes {shapes}: {err}. Fix the "
+                "shapes (index components with u[..., i:i+1] or reshape) so they broadcast."
+            ) from None
+        if not isinstance(out, jax.ShapeDtypeStruct):
+            raise TypeError(f"`{name}` must return one array, got {type(out).__name__}")
+        super().__init__(args, pointset, out.shape, out.dtype)
+
+
+class Index(Placeholder):
+    """``expr[index]`` on the per-point value."""
+
+    op = "index"
+
+    def __init__(self, expr: Placeholder, index):
+        if isinstance(index, Placeholder):
+            raise TypeError("indexing with a jno expression is not supported; use jno.np.where")
+        self.index = index
+        try:
+            out = jax.eval_shape(lambda v: v[index], expr.abstract())
+        except Exception as err:
+            raise ValueError(
+                f"cannot index {_describe(expr)} of per-point shape {expr.shape} with "
+                f"{index!r}: {err}"
+            ) from None
+        super().__init__((expr,), expr.pointset, out.shape, out.dtype)
+
+
+def apply(fn: Callable, *args, name: str | None = None, **kwargs) -> Placeholder:
+    """Apply the JAX function ``fn`` point-wise to placeholders (numbers become literals)."""
+    nodes = [as_node(a) for a in args]
+    return Apply(fn, nodes, kwargs, name or getattr(fn, "__name__", "fn"))
