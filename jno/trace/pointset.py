@@ -23,7 +23,9 @@ class PointSet:
     def __init__(self, coords, names, tag: str, label: str | None = None):
         coords = np.asarray(coords, dtype=np.float32)
         if coords.ndim != 2:
-            raise ValueError(f"PointSet '{label or tag}': coords must be (N, d), got {coords.shape}")
+            raise ValueError(
+                f"PointSet '{label or tag}': coords must be (N, d), got {coords.shape}"
+            )
         if len(names) != coords.shape[1]:
             raise ValueError(
                 f"PointSet '{label or tag}': {len(names)} coordinate names for "

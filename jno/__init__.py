@@ -1,0 +1,43 @@
+"""jno: Bayesian physics-informed modelling in JAX.
+
+Write residuals as symbolic expressions over domains, parameters and networks; ``jno.core``
+lowers them to JAX and ``crux.solve()`` optimises (optax) or samples (blackjax) them.
+"""
+
+import logging as _logging
+
+from . import bayesian, nn, noise, np, sym
+from .crux import Crux, core
+from .domain import domain
+from .trace.derivative import diff
+from .trace.node import Placeholder, apply
+
+__version__ = "0.1.0"
+
+
+def fn(f, *args, name=None, **kwargs):
+    """Lift any JAX function ``f`` to act point-wise on placeholders: ``jno.fn(f, u, x)``."""
+    return apply(f, *args, name=name or getattr(f, "__name__", "fn"), **kwargs)
+
+
+_log = _logging.getLogger("jno")
+if not _log.handlers and not _logging.getLogger().handlers:
+    _handler = _logging.StreamHandler()
+    _handler.setFormatter(_logging.Formatter("%(levelname)s: %(message)s"))
+    _log.addHandler(_handler)
+    _log.setLevel(_logging.INFO)
+
+__all__ = [
+    "Crux",
+    "Placeholder",
+    "bayesian",
+    "core",
+    "diff",
+    "domain",
+    "fn",
+    "nn",
+    "noise",
+    "np",
+    "sym",
+    "__version__",
+]

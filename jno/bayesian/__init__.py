@@ -1,0 +1,33 @@
+"""Bayesian tools: priors, convergence diagnostics, log-density initializers, arviz export.
+
+Submodules load on first use, so ``import jno`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "priors": ("jno.bayesian.priors", None),
+    "rhat": ("jno.bayesian.diagnostics", "rhat"),
+    "ess": ("jno.bayesian.diagnostics", "ess"),
+    "summary": ("jno.bayesian.diagnostics", "summary"),
+    "format_summary": ("jno.bayesian.diagnostics", "format_summary"),
+    "to_arviz": ("jno.bayesian.export", "to_arviz"),
+    "pathfinder": ("jno.bayesian.initializers", "pathfinder"),
+    "laplace": ("jno.bayesian.initializers", "laplace"),
+    "svgd": ("jno.bayesian.initializers", "svgd"),
+    "BayesianInitializer": ("jno.bayesian.initializers", "BayesianInitializer"),
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'jno.bayesian' has no attribute {name!r}")
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value

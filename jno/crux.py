@@ -1,0 +1,156 @@
+"""``jno.core``: compile constraints once, solve, and evaluate expressions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .lower.evaluate import model_key
+from .lower.program import Program, split_module
+from .solve.driver import Solver
+from .solve.history import History
+from .trace.model import Model, Network, Parameter
+from .trace.node import Placeholder, as_node
+
+
+class Crux:
+    """A compiled problem: ``solve`` it, then ``eval`` any expression.
+
+    Args:
+        constraints: scalar constraints (``residual.mse``, ``r.gaussian(std=...)``, weighted
+            sums of them).
+        seed: seeds the observation noise (drawn once) and every solver draw.
+    """
+
+    def __init__(self, constraints: Sequence[Placeholder], *, seed: int = 0):
+        if not isinstance(seed, int):
+            raise TypeError(f"jno.core: seed must be an int, got {type(seed).__name__}")
+        self.program = Program(constraints, seed=seed)
+        self.solver = Solver(self.program, seed)
+        self.seed = seed
+
+    @property
+    def history(self) -> History:
+        return self.solver.history
+
+    @property
+    def models(self) -> list[Model]:
+        return list(self.program.models)
+
+    def solve(
+        self,
+        epochs: int | None = None,
+        *,
+        print_rate: int | None = None,
+        progress: bool | None = None,
+        batch_size: int | None = None,
+        substeps=None,
+        callbacks=None,
+    ) -> History:
+        """Run ``epochs`` steps (default for Bayesian solves: ``warmup + keep*thin``).
+
+        Args:
+            epochs: outer steps, warm-up included. A second call continues.
+            print_rate: steps per compiled chunk (progress, history and callbacks between
+                chunks). Default 100.
+            progress: show a tqdm bar (default: when stderr is a terminal).
+            batch_size: subsample this many points per point set per step (SG-MCMC); sums and
+                likelihoods are scaled by ``N/n``.
+            callbacks: callables receiving a :class:`~jno.solve.driver.ChunkInfo` after each
+                chunk; raising ``KeyboardInterrupt`` stops and keeps what was collected.
+
+        Returns:
+            The :class:`History` of all solves so far.
+        """
+        return self.solver.solve(
+            epochs,
+            print_rate=print_rate,
+            progress=progress,
+            batch_size=batch_size,
+            substeps=substeps,
+            callbacks=callbacks,
+        )
+
+    # ------------------------------------------------------------------ eval
+    def eval(self, exprs, samples: str = "auto"):
+        """Evaluate expressions; Bayesian dependencies are pushed through the posterior.
+
+        Args:
+            exprs: a list of expressions (or models); a single expression is allowed.
+            samples: ``"auto"`` vmaps over the posterior draws of every model the expression
+                depends on (derivatives included), ``"chain"`` forces that (an error when there
+                is none), ``"point"`` evaluates at the current value (last draw of chain 0).
+
+        Returns:
+            A list of arrays (one per expression, or a single array if one expression was
+            passed alone). A point-wise expression gives ``(n_points, ...)``; with posterior
+            dependence the sample axes of ``posterior_samples`` lead: ``(K, N, n_points, ...)``
+            (or ``(N, n_points, ...)`` for a single chain without ``num_chains``).
+        """
+        if samples not in ("auto", "chain", "point"):
+            raise ValueError(
+                f"crux.eval: samples must be 'auto', 'chain' or 'point', got {samples!r}"
+            )
+        single = not isinstance(exprs, (list, tuple))
+        items = [exprs] if single else list(exprs)
+        out = [self._eval_one(e, samples) for e in items]
+        return out[0] if single else out
+
+    def _eval_one(self, expr, samples):
+        if isinstance(expr, Network):
+            if samples != "point" and expr.posterior_samples is not None:
+                return expr.posterior_samples
+            if samples == "chain":
+                raise ValueError(f"crux.eval: {expr.where} has no posterior samples")
+            return expr.module
+        node = as_node(expr)
+        run, plan = self.program.evaluator_for([node])
+        chained = [m for m in plan.models if m.posterior_samples is not None]
+        if samples == "chain" and not chained:
+            raise ValueError(
+                f"crux.eval(..., samples='chain'): {node} depends on no Bayesian model; use "
+                "samples='auto' or 'point'."
+            )
+        point = {model_key(m): split_module(m)[0] for m in plan.models}
+        if samples == "point" or not chained:
+            return np.asarray(jax.jit(lambda p: run(p)[0])(point))
+        lead = np.shape(jax.tree.leaves(_params_of(chained[0]))[0])
+        n_lead = (
+            2 if chained[0].posterior_samples is not None and _has_chain_axis(chained[0]) else 1
+        )
+        lead = lead[:n_lead]
+        flat = {
+            model_key(m): jax.tree.map(
+                lambda a: jnp.reshape(jnp.asarray(a), (-1,) + a.shape[n_lead:]), _params_of(m)
+            )
+            for m in chained
+        }
+
+        def one(draw):
+            return run({**point, **draw})[0]
+
+        values = jax.jit(jax.vmap(one))(flat)
+        return np.asarray(values).reshape(lead + values.shape[1:])
+
+
+def _params_of(model):
+    samples = model.posterior_samples
+    if isinstance(model, Parameter):
+        return samples
+    import equinox as eqx
+
+    return eqx.filter(samples, eqx.is_inexact_array)
+
+
+def _has_chain_axis(model) -> bool:
+    leaf = jax.tree.leaves(_params_of(model))[0]
+    base = jax.tree.leaves(split_module(model)[0])[0]
+    return np.ndim(leaf) - np.ndim(base) == 2
+
+
+def core(constraints, *, seed: int = 0) -> Crux:
+    """Compile ``constraints`` into a :class:`Crux` (see DESIGN §5)."""
+    return Crux(constraints, seed=seed)

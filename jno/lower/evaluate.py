@@ -1,0 +1,339 @@
+"""Lower a graph to a pure JAX function of ``(params, inputs)``.
+
+Point-wise sub-graphs are evaluated by a per-point function that is vmapped over the rows of
+its point set; all point-wise sub-graphs of one point set that are needed at the same time
+share one vmap (and one memo, so common sub-expressions are computed once). Derivatives are
+nested forward-mode AD (``jax.jvp``) of the per-point function with respect to the point's
+coordinates. Global nodes (parameters, literals, reductions) are evaluated once, outside vmap.
+
+``inputs`` is a pytree ``{pointset_key: {"coords": (n, d), "data": {...}, "noise": {...},
+"scale": ()}}`` whose rows may be a subsample of the point set (``scale = N/n``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..trace.node import Noise, Placeholder
+from ..trace.reduction import SUM_LIKE
+
+
+def ps_key(pointset) -> str:
+    return f"p{pointset.id}"
+
+
+def model_key(model) -> str:
+    return f"m{model.uid}"
+
+
+def noise_key(noise: Noise) -> str:
+    return f"n{noise.id}"
+
+
+class GraphPlan:
+    """Static analysis of the graphs rooted at ``roots``: batches of point-wise roots."""
+
+    def __init__(self, roots: Sequence[Placeholder]):
+        self.roots = list(roots)
+        nodes: dict[int, Placeholder] = {}
+        for r in self.roots:
+            for n in r.walk():
+                nodes[n.id] = n
+        self.nodes = nodes
+        self.models = []
+        self.pointsets = {}
+        self.noise_on: dict[str, dict[str, Noise]] = defaultdict(dict)
+        seen_models = set()
+        for n in nodes.values():
+            model = (
+                getattr(n, "model", None)
+                if n.op == "call"
+                else (n if n.op == "parameter" else None)
+            )
+            if model is not None and model.uid not in seen_models:
+                seen_models.add(model.uid)
+                self.models.append(model)
+            if n.pointset is not None:
+                self.pointsets[ps_key(n.pointset)] = n.pointset
+        self.models.sort(key=lambda m: m.uid)
+        # Point-wise roots: point-wise nodes consumed by global nodes (or requested directly).
+        self.pw_roots: set[int] = set()
+        for n in nodes.values():
+            if n.pointset is None and n.op != "noise":
+                for c in n.children():
+                    if c.pointset is not None:
+                        self.pw_roots.add(c.id)
+        for r in self.roots:
+            if r.pointset is not None:
+                self.pw_roots.add(r.id)
+            if r.op == "noise":
+                raise ValueError(
+                    "jno.noise used on its own: add it to a point-wise expression, e.g. "
+                    "`target = f(x) + jno.noise.gaussian(std=0.1)`"
+                )
+        self._plevel: dict[int, int] = {}
+        self._glevel: dict[int, int] = {}
+        self.batches: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for rid in sorted(self.pw_roots):
+            r = nodes[rid]
+            self.batches[(ps_key(r.pointset), self.plevel(r))].append(rid)
+        for (pk, _), rids in self.batches.items():
+            for rid in rids:
+                for n in self._pointwise_region(nodes[rid]):
+                    if n.op == "noise":
+                        self.noise_on[pk][noise_key(n)] = n
+        for n in nodes.values():
+            if n.pointset is None and n.op not in ("noise",):
+                for c in n.children():
+                    if c.op == "noise":
+                        raise ValueError(
+                            "jno.noise must be combined with a point-wise expression (on a "
+                            "domain's points) before it is reduced."
+                        )
+
+    def _pointwise_region(self, root: Placeholder):
+        """Nodes evaluated inside the per-point function of ``root`` (stops at global nodes)."""
+        out, stack, seen = [], [root], set()
+        while stack:
+            n = stack.pop()
+            if n.id in seen:
+                continue
+            seen.add(n.id)
+            out.append(n)
+            if n.pointset is None and n is not root and n.op != "noise":
+                continue
+            stack.extend(n.children())
+        return out
+
+    def global_deps(self, root: Placeholder):
+        return [
+            n
+            for n in self._pointwise_region(root)
+            if n.pointset is None
+            and n.op not in ("noise", "literal", "parameter")
+            and n is not root
+        ]
+
+    def plevel(self, root: Placeholder) -> int:
+        if root.id not in self._plevel:
+            self._plevel[root.id] = max((self.glevel(g) for g in self.global_deps(root)), default=0)
+        return self._plevel[root.id]
+
+    def glevel(self, node: Placeholder) -> int:
+        if node.id not in self._glevel:
+            level = 0
+            for c in node.children():
+                if c.pointset is not None:
+                    level = max(level, 1 + self.plevel(c))
+                elif c.op != "noise":
+                    level = max(level, self.glevel(c))
+            self._glevel[node.id] = level
+        return self._glevel[node.id]
+
+
+class Evaluator:
+    """Evaluates the nodes of a :class:`GraphPlan` for given ``params`` and ``inputs``.
+
+    ``params`` maps model keys to the inexact-array part of each model; ``statics`` (fixed at
+    construction) holds the rest of each equinox module.
+    """
+
+    def __init__(self, plan: GraphPlan, statics: dict, params, inputs):
+        self.plan = plan
+        self.statics = statics
+        self.params = params
+        self.inputs = inputs
+        self.gmemo: dict[int, jax.Array] = {}
+        self.pmemo: dict[int, jax.Array] = {}  # batched values of point-wise roots
+
+    # ------------------------------------------------------------------ models
+    def module(self, model):
+        p = self.params[model_key(model)]
+        static = self.statics.get(model_key(model))
+        return p if static is None else eqx.combine(p, static)
+
+    # ------------------------------------------------------------------ global level
+    def value(self, node: Placeholder) -> jax.Array:
+        """The value of ``node``: global nodes as arrays, point-wise nodes batched ``(n, ...)``."""
+        if node.pointset is not None:
+            return self.batched(node)
+        if node.id in self.gmemo:
+            return self.gmemo[node.id]
+        out = self._global(node)
+        self.gmemo[node.id] = out
+        return out
+
+    def batched(self, node: Placeholder) -> jax.Array:
+        if node.id not in self.pmemo:
+            if node.id not in self.plan.pw_roots:
+                raise KeyError(f"node {node!r} was not planned as a point-wise root")
+            self._run_batch((ps_key(node.pointset), self.plan.plevel(node)))
+        return self.pmemo[node.id]
+
+    def _run_batch(self, batch_key):
+        pk, _ = batch_key
+        rids = self.plan.batches[batch_key]
+        roots = [self.plan.nodes[r] for r in rids]
+        for r in roots:  # global values used inside the per-point functions
+            for g in self.plan.global_deps(r):
+                self.value(g)
+        rows = self.inputs[pk]
+
+        def per_point(row):
+            memo: dict[int, jax.Array] = {}
+            return tuple(self._point(r, row["coords"], row, memo) for r in roots)
+
+        vm_rows = {"coords": rows["coords"], "data": rows["data"], "noise": rows["noise"]}
+        outs = jax.vmap(per_point)(vm_rows)
+        for r, o in zip(roots, outs):
+            self.pmemo[r.id] = o
+
+    def _global(self, node: Placeholder) -> jax.Array:
+        op = node.op
+        if op == "literal":
+            return jnp.asarray(node.value)
+        if op == "parameter":
+            return self.params[model_key(node)]
+        if op == "apply":
+            return node.fn(*[self.value(a) for a in node.args], **node.kwargs)
+        if op == "index":
+            return self.value(node.args[0])[node.index]
+        if op == "call":
+            return self.module(node.model)(*[self.value(a) for a in node.args])
+        if op == "reduce":
+            return self._reduce(node)
+        if op == "gaussian":
+            return self._gaussian(node)
+        raise NotImplementedError(f"cannot lower global node {node!r}")
+
+    def _scale(self, child: Placeholder):
+        if child.pointset is None:
+            return 1.0
+        return self.inputs[ps_key(child.pointset)]["scale"]
+
+    def _reduce(self, node) -> jax.Array:
+        child = node.args[0]
+        v = self.value(child)
+        kind = node.kind
+        if kind == "mse":
+            out = jnp.mean(jnp.square(v))
+        elif kind == "mean":
+            out = jnp.mean(v)
+        elif kind == "sum":
+            out = jnp.sum(v)
+        elif kind == "mae":
+            out = jnp.mean(jnp.abs(v))
+        else:
+            out = jnp.max(v)
+        if kind in SUM_LIKE:
+            out = out * self._scale(child)
+        return out
+
+    def _gaussian(self, node) -> jax.Array:
+        r_node, s_node = node.args
+        r = self.value(r_node)
+        s = self.value(s_node)
+        if r_node.pointset is None and s_node.pointset is not None:
+            raise ValueError("gaussian(std=...): a point-wise std needs a point-wise residual")
+        s = jnp.broadcast_to(s, r.shape)
+        z = r / s
+        nll = 0.5 * jnp.sum(z * z) + jnp.sum(jnp.log(s)) + 0.5 * r.size * math.log(2 * math.pi)
+        return nll * self._scale(r_node)
+
+    # ------------------------------------------------------------------ per-point level
+    def _point(self, node: Placeholder, coords, row, memo) -> jax.Array:
+        if node.id in memo:
+            return memo[node.id]
+        op = node.op
+        if node.pointset is None and op != "noise":
+            out = self.value(node)
+        elif op == "variable":
+            out = coords[node.index : node.index + 1]
+        elif op == "data":
+            out = row["data"][node.data_name]
+        elif op == "noise":
+            out = row["noise"][noise_key(node)]
+        elif op == "apply":
+            out = node.fn(*[self._point(a, coords, row, memo) for a in node.args], **node.kwargs)
+        elif op == "index":
+            out = self._point(node.args[0], coords, row, memo)[node.index]
+        elif op == "call":
+            out = self.module(node.model)(*[self._point(a, coords, row, memo) for a in node.args])
+        elif op == "diff":
+            out = self._derivative(node, coords, row)
+        else:
+            raise NotImplementedError(f"cannot lower point-wise node {node!r}")
+        memo[node.id] = out
+        return out
+
+    def _derivative(self, node, coords, row) -> jax.Array:
+        expr = node.args[0]
+
+        def f(c):
+            return self._point(expr, c, row, {})
+
+        for v in node.wrt:
+            f = _directional(f, v.index, coords.shape[0])
+        return f(coords)
+
+
+def _directional(f, index: int, dim: int):
+    """``c -> ∂f/∂c[index]`` by one forward-mode JVP."""
+    tangent = jnp.zeros((dim,), dtype=jnp.float32).at[index].set(1.0)
+
+    def df(c):
+        return jax.jvp(f, (c,), (tangent,))[1]
+
+    return df
+
+
+def draw_noise(plan: GraphPlan, key) -> dict:
+    """One fixed draw of every noise node on every point set it is used with."""
+    out: dict[str, dict[str, jax.Array]] = {}
+    for pk, noises in plan.noise_on.items():
+        n = plan.pointsets[pk].size
+        out[pk] = {
+            nk: noise.sample(
+                jax.random.fold_in(jax.random.fold_in(key, noise.id), plan.pointsets[pk].id), (n,)
+            )
+            for nk, noise in noises.items()
+        }
+    return out
+
+
+def full_inputs(plan: GraphPlan, noise: dict) -> dict:
+    """Every point of every point set, with its data and noise rows; ``scale = 1``."""
+    inputs = {}
+    for pk, ps in plan.pointsets.items():
+        inputs[pk] = {
+            "coords": jnp.asarray(ps.coords),
+            "data": {k: jnp.asarray(v) for k, v in ps.data.items()},
+            "noise": dict(noise.get(pk, {})),
+            "scale": jnp.float32(1.0),
+        }
+    return inputs
+
+
+def subsample_inputs(inputs: dict, indices: dict) -> dict:
+    """Rows ``indices[pk]`` of each point set, with ``scale = N/n`` for sum-like reductions."""
+    out = {}
+    for pk, rows in inputs.items():
+        idx = indices.get(pk)
+        if idx is None:
+            out[pk] = rows
+            continue
+        n_full = rows["coords"].shape[0]
+        take = lambda a: jnp.take(a, idx, axis=0)  # noqa: E731
+        out[pk] = {
+            "coords": take(rows["coords"]),
+            "data": jax.tree.map(take, rows["data"]),
+            "noise": jax.tree.map(take, rows["noise"]),
+            "scale": jnp.float32(n_full / idx.shape[0]),
+        }
+    return out

@@ -1,0 +1,117 @@
+"""The lowered program: constraints -> per-constraint losses as a pure JAX function.
+
+The objective is written once here (docs/objective.md): constraint ``k`` has loss ``L_k``
+(the value of its graph) and log-likelihood ``-L_k`` if it is a calibrated likelihood
+(``r.gaussian(std)``) or ``-λ·L_k`` otherwise, with ``λ`` the sampling model's
+``likelihood_scale``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..trace.model import Model, Parameter
+from ..trace.node import Placeholder, _describe
+from .evaluate import Evaluator, GraphPlan, draw_noise, full_inputs, model_key, ps_key
+
+NOISE_STREAM = 0x6E6F  # fold-in constant separating the noise draw from solver randomness
+
+
+def split_module(model: Model):
+    """``(params, static)``: the inexact-array leaves and everything else."""
+    return eqx.partition(model.module, eqx.is_inexact_array)
+
+
+class Program:
+    """Constraints lowered to ``losses(params, inputs) -> (C,)``.
+
+    Args:
+        constraints: scalar (global) expressions; each one's value is a loss to minimise.
+        seed: the crux seed; the observation noise is drawn once from it.
+    """
+
+    def __init__(self, constraints: Sequence[Placeholder], seed: int = 0):
+        if isinstance(constraints, Placeholder):
+            constraints = [constraints]
+        constraints = list(constraints)
+        if not constraints:
+            raise ValueError(
+                "jno.core([]): the constraint list is empty; pass e.g. [residual.mse]."
+            )
+        for i, c in enumerate(constraints):
+            if not isinstance(c, Placeholder) or isinstance(c, Parameter):
+                raise TypeError(
+                    f"jno.core: constraint {i} is {type(c).__name__}, not a reduced jno "
+                    "expression; pass e.g. residual.mse or residual.gaussian(std=0.1)."
+                )
+            if c.pointset is not None or c.shape != ():
+                raise ValueError(
+                    f"jno.core: constraint {i} ({_describe(c)}) is not a scalar: it is "
+                    f"{'point-wise on ' + c.pointset.label if c.pointset else 'of shape ' + str(c.shape)}."
+                    " Reduce it with .mse, .mean, .sum, .mae, .max or .gaussian(std=...)."
+                )
+        self.constraints = constraints
+        self.names = _constraint_names(constraints)
+        self.calibrated = np.array([c.op == "gaussian" for c in constraints])
+        self.plan = GraphPlan(constraints)
+        self.models = list(self.plan.models)
+        self.key = jax.random.fold_in(jax.random.PRNGKey(seed), NOISE_STREAM)
+        self.noise = draw_noise(self.plan, self.key)
+        self.inputs = full_inputs(self.plan, self.noise)
+        self.statics = {}
+        for m in self.models:
+            if not isinstance(m, Parameter):
+                self.statics[model_key(m)] = split_module(m)[1]
+
+    def initial_params(self) -> dict:
+        return {model_key(m): split_module(m)[0] for m in self.models}
+
+    def losses(self, params: dict, inputs: dict | None = None) -> jax.Array:
+        """Per-constraint losses ``(C,)`` at ``params`` on ``inputs`` (default: all points)."""
+        ev = Evaluator(self.plan, self.statics, params, self.inputs if inputs is None else inputs)
+        return jnp.stack([jnp.asarray(ev.value(c), dtype=jnp.float32) for c in self.constraints])
+
+    def loglik_weights(self, likelihood_scale: float) -> jax.Array:
+        """``w_k`` with ``loglik = -Σ w_k L_k``: 1 for calibrated constraints, else λ."""
+        return jnp.where(jnp.asarray(self.calibrated), 1.0, likelihood_scale).astype(jnp.float32)
+
+    def evaluator_for(self, exprs: Sequence[Placeholder]):
+        """A pure function ``params -> [values]`` for arbitrary expressions, reusing the noise
+        drawn for the constraints (so ``crux.eval`` sees the same data)."""
+        plan = GraphPlan(exprs)
+        inputs = full_inputs(plan, draw_noise(plan, self.key))
+        statics = dict(self.statics)
+        for m in plan.models:
+            if model_key(m) not in statics and not isinstance(m, Parameter):
+                statics[model_key(m)] = split_module(m)[1]
+
+        def run(params):
+            ev = Evaluator(plan, statics, params, inputs)
+            return [ev.value(e) for e in exprs]
+
+        return run, plan
+
+    def pointset_sizes(self) -> dict[str, int]:
+        return {ps_key(ps): ps.size for ps in self.plan.pointsets.values()}
+
+
+def _constraint_names(constraints) -> list[str]:
+    names, counts = [], {}
+    for i, c in enumerate(constraints):
+        base = c.label or _default_name(c, i)
+        counts[base] = counts.get(base, 0) + 1
+        names.append(base if counts[base] == 1 else f"{base}_{counts[base]}")
+    return names
+
+
+def _default_name(c: Placeholder, i: int) -> str:
+    node = c
+    while node.op == "apply" and node.args:  # weights: 10 * bc.mse -> the reduction's kind
+        node = max(node.args, key=lambda a: a.op in ("reduce", "gaussian"))
+    kind = getattr(node, "kind", None) or node.op
+    return f"{kind}_{i}"

@@ -1,0 +1,70 @@
+"""The record of a solve: losses per constraint, total loss and wall time."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class History:
+    """Per-constraint and total losses against the global step index.
+
+    Attributes:
+        steps: ``(T,)`` step indices at which losses were recorded.
+        losses: ``{constraint name: (T,)}``.
+        total_loss: ``(T,)`` sum over constraints.
+        wall_time: seconds spent in ``solve`` (all calls).
+    """
+
+    def __init__(self, names):
+        self.names = list(names)
+        self._steps: list[np.ndarray] = []
+        self._losses: list[np.ndarray] = []
+        self.wall_time = 0.0
+
+    def append(self, steps, losses) -> None:
+        steps = np.asarray(steps).reshape(-1)
+        losses = np.asarray(losses, dtype=np.float64).reshape(len(steps), len(self.names))
+        self._steps.append(steps)
+        self._losses.append(losses)
+
+    @property
+    def steps(self) -> np.ndarray:
+        return np.concatenate(self._steps) if self._steps else np.zeros((0,), int)
+
+    @property
+    def losses(self) -> dict[str, np.ndarray]:
+        arr = np.concatenate(self._losses) if self._losses else np.zeros((0, len(self.names)))
+        return {n: arr[:, i] for i, n in enumerate(self.names)}
+
+    @property
+    def total_loss(self) -> np.ndarray:
+        arr = np.concatenate(self._losses) if self._losses else np.zeros((0, len(self.names)))
+        return arr.sum(axis=1)
+
+    def __len__(self) -> int:
+        return int(sum(len(s) for s in self._steps))
+
+    def __repr__(self) -> str:
+        last = self.total_loss[-1] if len(self) else float("nan")
+        return (
+            f"History({len(self)} records, constraints={self.names}, last total={last:.4g}, "
+            f"wall_time={self.wall_time:.2f}s)"
+        )
+
+    def plot(self, ax=None, logy: bool = True):
+        """Plot the losses (needs matplotlib)."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as err:  # pragma: no cover - optional dependency
+            raise ImportError("History.plot needs matplotlib: pip install matplotlib") from err
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4))
+        for name, values in self.losses.items():
+            ax.plot(self.steps, values, label=name)
+        ax.plot(self.steps, self.total_loss, "k", lw=1.5, label="total")
+        if logy and np.all(self.total_loss > 0):
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend()
+        return ax

@@ -1,0 +1,1 @@
+"""The symbolic graph (no JAX computation happens here)."""
