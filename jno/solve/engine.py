@@ -50,6 +50,20 @@ def vmap_chains(fn, num_chains: int):
     return single
 
 
+def check_prior(prior, position, where: str) -> None:
+    """Raise a clear error unless ``prior(position)`` is a scalar (checked abstractly)."""
+    try:
+        out = jax.eval_shape(prior, position)
+    except Exception as err:
+        raise ValueError(f"{where}: the prior raised on the model's parameters: {err}") from None
+    if not hasattr(out, "shape") or out.shape != ():
+        raise ValueError(
+            f"{where}: the prior must return a scalar log-density, got "
+            f"{getattr(out, 'shape', type(out).__name__)}; sum over the leaves, e.g. "
+            "lambda p: -0.5 * sum(jnp.sum(l**2) for l in jax.tree.leaves(p))."
+        )
+
+
 def _default_prior():
     from ..bayesian import priors
 
@@ -84,11 +98,15 @@ class Engine:
         self.batch_size = batch_size
         self.K = plan.num_chains
         self.priors = []
+        params = program.initial_params()
         for block in plan.blocks:
             fns = []
             for mem in block.members:
                 prior = mem.group.settings.prior
-                fns.append(prior if prior is not None else _default_prior())
+                prior = prior if prior is not None else _default_prior()
+                check_prior(prior, take_masked(params[model_key(mem.model)], mem.mask_params),
+                            mem.model.where)
+                fns.append(prior)
             self.priors.append(fns)
         self.weights = [program.loglik_weights(b.settings.likelihood_scale) for b in plan.blocks]
         # Kernel states must be re-initialised each step when what they condition on moved.

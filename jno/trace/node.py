@@ -139,6 +139,9 @@ class Placeholder:
         return apply(jnp.divide, o, self, name="/")
 
     def __pow__(self, o):
+        if isinstance(o, (int, float, np.integer, np.floating)) and float(o).is_integer():
+            # integer powers stay smooth at 0 (jnp.power's derivative goes through log)
+            return apply(integer_pow, self, name="ipow", n=int(o))
         return apply(jnp.power, self, o, name="**")
 
     def __rpow__(self, o):
@@ -390,6 +393,11 @@ class Index(Placeholder):
                 f"{index!r}: {err}"
             ) from None
         super().__init__((expr,), expr.pointset, out.shape, out.dtype)
+
+
+def integer_pow(a, *, n: int):
+    """``a ** n`` for an integer ``n`` (smooth everywhere)."""
+    return jax.lax.integer_pow(a, n) if n >= 0 else 1.0 / jax.lax.integer_pow(a, -n)
 
 
 def apply(fn: Callable, *args, name: str | None = None, **kwargs) -> Placeholder:

@@ -89,6 +89,8 @@ def _convert(n, args, memo):
         name = n.fn_name
         if name in _BINARY and len(args) == 2:
             return _BINARY[name](*args)
+        if name == "ipow":
+            return args[0] ** n.kwargs["n"]
         if name == "neg":
             return -args[0]
         if name in _SYMPY_FUNCS:

@@ -1,0 +1,208 @@
+"""The :class:`Domain`: tagged point sets and the coordinate variables that live on them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..trace.node import Data, Variable
+from ..trace.pointset import PointSet
+from .geometry import Geometry, sample_from_set
+
+_SPACE_NAMES = ("x", "y", "z")
+
+
+def _space_names(dim: int) -> tuple[str, ...]:
+    """``x, y, z`` then ``x3, x4, ...``."""
+    return tuple(_SPACE_NAMES[i] if i < len(_SPACE_NAMES) else f"x{i}" for i in range(dim))
+
+
+class Domain:
+    """A geometry with named point tags, an optional time axis and a seed for point sampling.
+
+    Args:
+        constructor: a geometry from ``line``, ``rect``, ``box``, ``disk`` or ``points``
+            (available as ``jno.domain.line`` etc.).
+        time: optional ``(t0, t1, nt)``. Every tag's points become the product of its spatial
+            points with the ``nt`` equally spaced times, time-major (all spatial points at
+            ``t0`` first, so values reshape to ``(nt, n_space)``); the time is the last
+            coordinate. The tag ``"initial"`` holds the interior points at ``t0``.
+        seed: seed of point sampling; the ``k``-th sampled set of this domain is drawn from a
+            numpy ``Generator`` seeded with ``(seed, k)``, so a script draws the same points on
+            every run.
+
+    ``dom.variable(tag)`` returns variables on one :class:`~jno.trace.pointset.PointSet` per
+    tag, created on first use and reused afterwards, so expressions from separate calls
+    combine point-wise.
+    """
+
+    def __init__(
+        self,
+        constructor: Geometry,
+        time: tuple[float, float, int] | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(constructor, Geometry):
+            raise TypeError(
+                f"jno.domain(constructor=...) needs a geometry such as "
+                f"jno.domain.line(mesh_size=0.01), got {type(constructor).__name__}"
+            )
+        self.geometry = constructor
+        self.seed = int(seed)
+        self.times: np.ndarray | None = None
+        if time is not None:
+            t0, t1, nt = time
+            if not float(t1) > float(t0) or int(nt) < 2 or int(nt) != nt:
+                raise ValueError(
+                    f"time must be (t0, t1, nt) with t1 > t0 and an integer nt >= 2, got {time!r}"
+                )
+            self.times = np.linspace(float(t0), float(t1), int(nt))
+        self.names = _space_names(constructor.dim) + (("t",) if self.has_time else ())
+        self._user: dict[str, np.ndarray] = {}  # user tag -> spatial or space-time points
+        self._pointsets: dict[str, PointSet] = {}
+        self._draws = 0
+
+    # ------------------------------------------------------------------ tags and points
+    @property
+    def has_time(self) -> bool:
+        """Whether the domain has a time axis."""
+        return self.times is not None
+
+    @property
+    def spatial_dim(self) -> int:
+        """The number of spatial coordinates."""
+        return self.geometry.dim
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Every tag name: the geometry's, ``"initial"`` with a time axis, then user tags."""
+        return self.geometry.tags + (("initial",) if self.has_time else ()) + tuple(self._user)
+
+    def _check_tag(self, tag: str) -> None:
+        if tag not in self.tags:
+            raise ValueError(
+                f"unknown tag {tag!r} for this {self.geometry.label} domain; available tags: "
+                f"{', '.join(repr(t) for t in self.tags)}. Add your own with "
+                "dom.add_tag(name, points)."
+            )
+
+    def add_tag(self, name: str, points) -> None:
+        """Add a user tag holding the given points.
+
+        ``points`` has shape ``(N, d)`` (or ``(N,)`` when ``d == 1``). With a time axis, ``d``
+        may be the spatial dimension (the points are then taken at every time node, like the
+        built-in tags) or the spatial dimension + 1 (explicit space-time points).
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"tag name must be a non-empty string, got {name!r}")
+        if name in self.tags:
+            raise ValueError(f"tag {name!r} already exists; choose another name")
+        array = np.asarray(points, dtype=np.float64)
+        if array.ndim == 1:
+            array = array[:, None]
+        allowed = {self.spatial_dim} | ({self.spatial_dim + 1} if self.has_time else set())
+        if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] not in allowed:
+            raise ValueError(
+                f"tag {name!r}: points must have shape (N, d) with N > 0 and d in "
+                f"{sorted(allowed)} (coordinates {self.names}), got {np.shape(points)}"
+            )
+        self._user[name] = array
+
+    def _with_time(self, space: np.ndarray) -> np.ndarray:
+        """The time-major product of spatial points with the time nodes."""
+        if self.times is None:
+            return space
+        n = space.shape[0]
+        return np.concatenate(
+            [np.tile(space, (self.times.size, 1)), np.repeat(self.times, n)[:, None]], axis=1
+        )
+
+    def points(self, tag: str) -> np.ndarray:
+        """The ``(N, d)`` coordinates of ``tag`` (spatial columns, then time if any)."""
+        self._check_tag(tag)
+        if tag == "initial":
+            interior = self.geometry.points("interior")
+            return np.concatenate([interior, np.full((len(interior), 1), self.times[0])], axis=1)
+        if tag in self._user:
+            array = self._user[tag]
+            return array if array.shape[1] == len(self.names) else self._with_time(array)
+        return self._with_time(self.geometry.points(tag))
+
+    def sample(self, tag: str, n: int) -> np.ndarray:
+        """``n`` points drawn uniformly from the region of ``tag`` (next seeded draw).
+
+        A finite tag (sensor points, user tags, the ends of a line) is sampled from its points
+        with replacement; with a time axis the time is drawn uniformly in ``[t0, t1]`` (``t0``
+        for ``"initial"``).
+        """
+        self._check_tag(tag)
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"sample must be a positive integer, got {n!r}")
+        rng = np.random.default_rng([self.seed, self._draws])
+        self._draws += 1
+        if tag in self._user and self._user[tag].shape[1] == len(self.names):
+            return sample_from_set(self._user[tag], n, rng)
+        if tag in self._user:
+            space = sample_from_set(self._user[tag], n, rng)
+        else:
+            space = self.geometry.sample("interior" if tag == "initial" else tag, n, rng)
+        if self.times is None:
+            return space
+        t0, t1 = self.times[0], self.times[-1]
+        t = np.full(n, t0) if tag == "initial" else rng.uniform(t0, t1, size=n)
+        return np.concatenate([space, t[:, None]], axis=1)
+
+    # ------------------------------------------------------------------ placeholders
+    def pointset(self, tag: str) -> PointSet:
+        """The (cached) point set of ``tag``."""
+        if tag not in self._pointsets:
+            self._pointsets[tag] = PointSet(
+                self.points(tag), self.names, tag, label=f"{self.geometry.label}.{tag}"
+            )
+        return self._pointsets[tag]
+
+    def variable(self, name: str, data=None, *, tag: str | None = None, sample: int | None = None):
+        """Coordinate variables of a tag, or a data placeholder attached to a tag.
+
+        * ``dom.variable(tag)`` returns one :class:`~jno.trace.node.Variable` per spatial
+          coordinate followed by the time variable (``None`` without a time axis):
+          ``x, t = line_dom.variable("interior")``, ``x, y, t = rect_dom.variable("left")``.
+          Repeated calls return variables on the same point set.
+        * ``dom.variable(tag, sample=n)``: the same on ``n`` freshly drawn points (a new point
+          set every call; see :meth:`sample`).
+        * ``dom.variable(name, array, tag="interior")`` attaches ``array`` (leading axis = the
+          tag's points) to the tag's point set and returns a :class:`~jno.trace.node.Data`.
+        """
+        if data is not None:
+            if sample is not None:
+                raise ValueError(
+                    f"data {name!r}: cannot attach data to sampled points; attach it to a tag's "
+                    "fixed points (dom.variable(name, array, tag=...)) instead"
+                )
+            ps = self.pointset("interior" if tag is None else tag)
+            if name in ps.data:
+                raise ValueError(f"data {name!r} is already attached to '{ps.label}'; rename it")
+            ps.attach(name, data)
+            return Data(ps, name)
+        if tag is not None:
+            raise TypeError(
+                f"dom.variable({name!r}, tag={tag!r}): `tag=` is for attaching data "
+                "(dom.variable(name, array, tag=...)); for coordinates write dom.variable(tag)"
+            )
+        if sample is None:
+            ps = self.pointset(name)
+        else:
+            k = self._draws
+            ps = PointSet(
+                self.sample(name, sample),
+                self.names,
+                name,
+                label=f"{self.geometry.label}.{name}[sample {k}]",
+            )
+        variables = tuple(Variable(ps, i, v) for i, v in enumerate(self.names))
+        return variables if self.has_time else variables + (None,)
+
+    def __repr__(self) -> str:
+        time = ""
+        if self.times is not None:
+            time = f", time=[{self.times[0]}, {self.times[-1]}] x {self.times.size}"
+        return f"Domain({self.geometry!r}{time}, seed={self.seed})"
