@@ -293,17 +293,23 @@ def _directional(f, index: int, dim: int):
     return df
 
 
-def draw_noise(plan: GraphPlan, key) -> dict:
-    """One fixed draw of every noise node on every point set it is used with."""
+def draw_noise(plan: GraphPlan, key, registry: dict | None = None) -> dict:
+    """One fixed draw of every noise node on every point set it is used with.
+
+    Each (noise, point set) pair draws from ``fold_in(fold_in(key, i), j)`` where ``i`` and
+    ``j`` number the noise nodes and point sets in order of first use (``registry`` keeps
+    the numbering across plans), so the same script gives the same data in any process.
+    """
+    registry = {} if registry is None else registry
     out: dict[str, dict[str, jax.Array]] = {}
-    for pk, noises in plan.noise_on.items():
-        n = plan.pointsets[pk].size
-        out[pk] = {
-            nk: noise.sample(
-                jax.random.fold_in(jax.random.fold_in(key, noise.id), plan.pointsets[pk].id), (n,)
-            )
-            for nk, noise in noises.items()
-        }
+    for pk, noises in sorted(plan.noise_on.items(), key=lambda kv: plan.pointsets[kv[0]].id):
+        ps = plan.pointsets[pk]
+        j = registry.setdefault(("ps", ps.id), len(registry))
+        out[pk] = {}
+        for nk, noise in sorted(noises.items(), key=lambda kv: kv[1].id):
+            i = registry.setdefault(("noise", noise.id), len(registry))
+            sub = jax.random.fold_in(jax.random.fold_in(key, i), j)
+            out[pk][nk] = noise.sample(sub, (ps.size,))
     return out
 
 

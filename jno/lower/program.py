@@ -61,8 +61,15 @@ class Program:
         self.plan = GraphPlan(constraints)
         self.models = list(self.plan.models)
         self.key = jax.random.fold_in(jax.random.PRNGKey(seed), NOISE_STREAM)
-        self.noise = draw_noise(self.plan, self.key)
+        self.noise_registry: dict = {}
+        self.noise = draw_noise(self.plan, self.key, self.noise_registry)
         self.inputs = full_inputs(self.plan, self.noise)
+        self.redrawn = [
+            (pk, nk, noise)
+            for pk, noises in self.plan.noise_on.items()
+            for nk, noise in noises.items()
+            if noise.redraw
+        ]
         self.statics = {}
         for m in self.models:
             if not isinstance(m, Parameter):
@@ -84,7 +91,7 @@ class Program:
         """A pure function ``params -> [values]`` for arbitrary expressions, reusing the noise
         drawn for the constraints (so ``crux.eval`` sees the same data)."""
         plan = GraphPlan(exprs)
-        inputs = full_inputs(plan, draw_noise(plan, self.key))
+        inputs = full_inputs(plan, draw_noise(plan, self.key, self.noise_registry))
         statics = dict(self.statics)
         for m in plan.models:
             if model_key(m) not in statics and not isinstance(m, Parameter):
@@ -95,6 +102,16 @@ class Program:
             return [ev.value(e) for e in exprs]
 
         return run, plan
+
+    def redraw_noise(self, inputs: dict, key) -> dict:
+        """``inputs`` with every ``redraw=True`` noise drawn anew from ``key``."""
+        if not self.redrawn:
+            return inputs
+        out = {pk: {**rows, "noise": dict(rows["noise"])} for pk, rows in inputs.items()}
+        for i, (pk, nk, noise) in enumerate(self.redrawn):
+            n = out[pk]["coords"].shape[0]
+            out[pk]["noise"][nk] = noise.sample(jax.random.fold_in(key, i), (n,))
+        return out
 
     def pointset_sizes(self) -> dict[str, int]:
         return {ps_key(ps): ps.size for ps in self.plan.pointsets.values()}

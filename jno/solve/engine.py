@@ -110,7 +110,12 @@ class Engine:
             self.priors.append(fns)
         self.weights = [program.loglik_weights(b.settings.likelihood_scale) for b in plan.blocks]
         # Kernel states must be re-initialised each step when what they condition on moved.
-        self.refresh = len(plan.blocks) > 1 or bool(plan.optax_models) or batch_size is not None
+        self.refresh = (
+            len(plan.blocks) > 1
+            or bool(plan.optax_models)
+            or batch_size is not None
+            or bool(program.redrawn)
+        )
 
     # ------------------------------------------------------------------ state
     def init_state(self, params: dict, key) -> dict:
@@ -277,15 +282,17 @@ class Engine:
         return new_point, new_opt, losses
 
     def step_inputs(self, key):
+        """This step's rows: all points, or a subsample, with redrawn noise if asked for."""
+        inputs = self.program.redraw_noise(self.program.inputs, jax.random.fold_in(key, 7))
         if self.batch_size is None:
-            return self.program.inputs
+            return inputs
         indices = {}
         for i, (pk, n) in enumerate(sorted(self.program.pointset_sizes().items())):
             if n > self.batch_size:
                 indices[pk] = jax.random.choice(
                     jax.random.fold_in(key, i), n, (self.batch_size,), replace=False
                 )
-        return subsample_inputs(self.program.inputs, indices)
+        return subsample_inputs(inputs, indices)
 
     # ------------------------------------------------------------------ loops
     def run_chunk(self, state, start, length: int, stop):
