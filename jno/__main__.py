@@ -14,7 +14,6 @@ import time
 
 import blackjax
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jno
@@ -42,15 +41,20 @@ def main(argv=None) -> dict:
     dom = jno.domain(constructor=jno.domain.line(mesh_size=0.01))
     x, _ = dom.variable("interior")
     A_true, B_true = 3.14, -2.71
-    target = A_true * jno.np.sin(pi * x) + B_true * jno.np.cos(pi * x) + jno.noise.gaussian(
-        std=sigma
+    target = (
+        A_true * jno.np.sin(pi * x) + B_true * jno.np.cos(pi * x) + jno.noise.gaussian(std=sigma)
     )
     k1, k2 = jax.random.split(jax.random.PRNGKey(0), 2)
     a = jno.np.parameter((1,), key=k1, name="A")
     b = jno.np.parameter((1,), key=k2, name="B")
     for p in (a, b):
-        p.bayesian(blackjax.nuts, warmup=args.warmup, keep=args.keep, num_chains=args.chains,
-                   init_jitter=0.5)
+        p.bayesian(
+            blackjax.nuts,
+            warmup=args.warmup,
+            keep=args.keep,
+            num_chains=args.chains,
+            init_jitter=0.5,
+        )
     model = a * jno.np.sin(pi * x) + b * jno.np.cos(pi * x)
     crux = jno.core([(model - target).gaussian(std=sigma)], seed=0)
     t0 = time.perf_counter()
@@ -63,10 +67,14 @@ def main(argv=None) -> dict:
     chains = {"A": a.posterior_samples[..., 0], "B": b.posterior_samples[..., 0]}
     divergent = int(np.sum(a.posterior_diagnostics["is_divergent"]))
     n_draws = int(np.size(a.posterior_diagnostics["is_divergent"]))
-    print(f"\njno headline: Bayesian inverse problem, {args.chains} NUTS chains x {args.keep} "
-          f"draws, solve time {elapsed:.1f} s, {divergent}/{n_draws} divergent\n")
-    header = (f"{'':3}{'truth':>7}{'mean':>9}{'std':>8}{'5%':>9}{'95%':>9}{'exact mean':>12}"
-              f"{'exact std':>11}{'R-hat':>8}{'ESS':>8}")
+    print(
+        f"\njno headline: Bayesian inverse problem, {args.chains} NUTS chains x {args.keep} "
+        f"draws, solve time {elapsed:.1f} s, {divergent}/{n_draws} divergent\n"
+    )
+    header = (
+        f"{'':3}{'truth':>7}{'mean':>9}{'std':>8}{'5%':>9}{'95%':>9}{'exact mean':>12}"
+        f"{'exact std':>11}{'R-hat':>8}{'ESS':>8}"
+    )
     print(header)
     rows = {}
     for i, (name, truth) in enumerate((("A", A_true), ("B", B_true))):
@@ -74,16 +82,24 @@ def main(argv=None) -> dict:
         lo, hi = np.quantile(c, [0.05, 0.95])
         r = float(jno.bayesian.rhat(c))
         e = float(jno.bayesian.ess(c))
-        rows[name] = dict(mean=float(c.mean()), std=float(c.std()), lo=float(lo), hi=float(hi),
-                          rhat=r, ess=e)
-        print(f"{name:3}{truth:7.3f}{c.mean():9.4f}{c.std():8.4f}{lo:9.4f}{hi:9.4f}"
-              f"{mean[i]:12.4f}{np.sqrt(cov[i, i]):11.4f}{r:8.4f}{e:8.0f}")
+        rows[name] = dict(
+            mean=float(c.mean()), std=float(c.std()), lo=float(lo), hi=float(hi), rhat=r, ess=e
+        )
+        print(
+            f"{name:3}{truth:7.3f}{c.mean():9.4f}{c.std():8.4f}{lo:9.4f}{hi:9.4f}"
+            f"{mean[i]:12.4f}{np.sqrt(cov[i, i]):11.4f}{r:8.4f}{e:8.0f}"
+        )
     u = crux.eval([model])[0][..., 0]  # (K, N, n_points)
     band = np.quantile(u.reshape(-1, u.shape[-1]), [0.05, 0.5, 0.95], axis=0)
     path = _figure(args.out, xs, data, band, chains)
     print(f"\nfigure: {path}")
-    return {"rows": rows, "exact_mean": mean, "exact_cov": cov, "divergent": divergent,
-            "figure": path}
+    return {
+        "rows": rows,
+        "exact_mean": mean,
+        "exact_cov": cov,
+        "divergent": divergent,
+        "figure": path,
+    }
 
 
 def _figure(out_dir, xs, data, band, chains):

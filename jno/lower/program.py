@@ -50,10 +50,14 @@ class Program:
                     "expression; pass e.g. residual.mse or residual.gaussian(std=0.1)."
                 )
             if c.pointset is not None or c.shape != ():
+                what = (
+                    f"point-wise on {c.pointset.label}"
+                    if c.pointset is not None
+                    else f"of shape {c.shape}"
+                )
                 raise ValueError(
-                    f"jno.core: constraint {i} ({_describe(c)}) is not a scalar: it is "
-                    f"{'point-wise on ' + c.pointset.label if c.pointset else 'of shape ' + str(c.shape)}."
-                    " Reduce it with .mse, .mean, .sum, .mae, .max or .gaussian(std=...)."
+                    f"jno.core: constraint {i} ({_describe(c)}) is not a scalar: it is {what}. "
+                    "Reduce it with .mse, .mean, .sum, .mae, .max or .gaussian(std=...)."
                 )
         self.constraints = constraints
         self.names = _constraint_names(constraints)

@@ -25,10 +25,10 @@ from ..lower.evaluate import model_key
 from ..lower.program import Program
 from ..trace.config import is_hmc_family
 from ..trace.model import Parameter
-from .engine import Engine, take_masked
+from .engine import Engine
 from .history import History
-from .kernels import diagnostic_schema, position_of
-from .plan import SolvePlan, make_plan
+from .kernels import diagnostic_schema, make_kernel, position_of
+from .plan import SolvePlan, make_plan, resolve_substeps
 
 log = logging.getLogger("jno")
 
@@ -54,14 +54,29 @@ class Solver:
         self.step_index = 0
         self.adapted = False
         self.engine: Engine | None = None
-        self.batch_size = None
+        self._signature = None
         self.state = None
         self.draws: list[list[dict]] = [[] for _ in self.plan.blocks]
         self.diag: list[list[dict]] = [[] for _ in self.plan.blocks]
         self.fastpath_enabled = True
         self._compiled: dict = {}
-        for b, block in enumerate(self.plan.blocks):
+        self._log_configuration()
+
+    def _log_configuration(self) -> None:
+        """The handle-creation lines of the guide, and the mixed-mode caveats."""
+        for block in self.plan.blocks:
             s = block.settings
+            if block.kind == "vi":
+                log.info(
+                    "Model %s: mean-field VI via '%s' (num_samples=%d, posterior_draws=%d, "
+                    "likelihood_scale=%g, diagnostics=none (track the ELBO in history.elbo))",
+                    block.label,
+                    s.name,
+                    s.num_samples,
+                    s.posterior_draws,
+                    s.likelihood_scale,
+                )
+                continue
             log.info(
                 "Model %s: Bayesian sampling via '%s' (kind=%s, warmup=%d, keep=%d, thin=%d, "
                 "chains=%d, adapt=%s, likelihood_scale=%g, diagnostics=%s)",
@@ -76,42 +91,37 @@ class Solver:
                 s.likelihood_scale,
                 diagnostic_schema(s),
             )
-        if (
-            self.plan.blocks
-            and self.plan.optax_models
-            and any(b.settings.adapts for b in self.plan.blocks)
-        ):
+        mcmc = [b for b in self.plan.blocks if b.kind == "mcmc"]
+        if self.plan.optax_models and any(b.settings.adapts for b in mcmc):
             log.warning(
                 "Mixed mode: window adaptation runs once at the start with the optax models at "
                 "their initial weights, so the adapted step size may not suit the trained "
                 "problem; consider adapt=False with a hand-picked step_size."
             )
-        if (
-            self.plan.blocks
-            and any(b.settings.num_chains > 1 for b in self.plan.blocks)
-            and any(
-                mem.group.mask is not None and mem.model.tx is not None
-                for b in self.plan.blocks
-                for mem in b.members
-            )
+        if self.plan.num_chains > 1 and any(
+            mem.group.mask is not None and mem.model.tx is not None
+            for b in mcmc
+            for mem in b.members
         ):
             log.info(
                 "Pattern B with K>1 chains: the optax body's gradient is the average over "
-                "the K head chains (Monte-Carlo EM)."
+                "the K head chains (Monte-Carlo EM), not chain 0's."
             )
 
     # ------------------------------------------------------------------ set-up
-    def _engine(self, batch_size):
-        if self.engine is None or batch_size != self.batch_size:
-            if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-                raise ValueError(f"crux.solve: batch_size must be a positive int, got {batch_size}")
-            self.engine = Engine(self.program, self.plan, self.key, batch_size)
-            self.batch_size = batch_size
+    def _engine(self, batch_size, substeps):
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"crux.solve: batch_size must be a positive int, got {batch_size}")
+        resolved = resolve_substeps(self.program, self.plan, substeps)
+        signature = (batch_size, None if substeps is None else id(substeps))
+        if self.engine is None or signature != self._signature:
+            self.engine = Engine(self.program, self.plan, self.key, batch_size, resolved)
+            self._signature = signature
             self._compiled = {}
             if self.state is None:
-                self.state = jax.jit(self.engine.init_state)(
-                    self.program.initial_params(), self.key
-                )
+                state = jax.jit(self.engine.init_state)(self.program.initial_params(), self.key)
+                state = self.engine.apply_initializers(state, self.key)
+                self.state = shard_chains(state, self.plan.num_chains)
         return self.engine
 
     def _jit(self, name, fn, static=()):
@@ -131,13 +141,27 @@ class Solver:
         return max(b.settings.keep * b.settings.thin for b in self.plan.blocks)
 
     def fastpath(self, substeps) -> bool:
+        """The pure-MCMC fastpath: only MCMC blocks with equal warmup/keep/thin, no optax or
+        ensemble models, no substeps."""
         blocks = self.plan.blocks
         if not (
-            self.fastpath_enabled and blocks and not self.plan.optax_models and substeps is None
+            self.fastpath_enabled
+            and blocks
+            and not self.plan.optax_models
+            and not self.plan.ensembles
+            and substeps is None
         ):
+            return False
+        if any(b.kind != "mcmc" for b in blocks):
             return False
         shapes = {(b.settings.warmup, b.settings.keep, b.settings.thin) for b in blocks}
         return len(shapes) == 1
+
+    @property
+    def grad_evals(self) -> int:
+        """Log-density gradient evaluations by HMC-family kernels so far (adaptation
+        included), summed over chains."""
+        return 0 if self.state is None else int(self.state["grad_evals"])
 
     # ------------------------------------------------------------------ solve
     def solve(
@@ -150,8 +174,6 @@ class Solver:
         substeps=None,
         callbacks: Sequence[Callable] | None = None,
     ) -> History:
-        if substeps is not None:
-            raise NotImplementedError("crux.solve(substeps=...) is not available yet")
         if epochs is None:
             epochs = self.default_epochs()
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
@@ -160,18 +182,16 @@ class Solver:
             print_rate = 100
         if not isinstance(print_rate, int) or print_rate < 1:
             raise ValueError(f"crux.solve: print_rate must be a positive int, got {print_rate!r}")
-        for b in self.plan.blocks:
-            if b.settings.family == "sg" and batch_size is None:
-                pass
-        engine = self._engine(batch_size)
+        engine = self._engine(batch_size, substeps)
         self._warn_short(epochs)
         stop = self.step_index + epochs
         callbacks = list(callbacks or [])
         t0 = time.perf_counter()
         bar = _progress_bar(progress, epochs)
         try:
-            if not self.adapted and any(b.settings.adapts for b in self.plan.blocks):
-                warm = max(b.settings.warmup for b in self.plan.blocks if b.settings.adapts)
+            adapting = [b for b in self.plan.blocks if b.kind == "mcmc" and b.settings.adapts]
+            if not self.adapted and adapting:
+                warm = max(b.settings.warmup for b in adapting)
                 if epochs < warm:
                     raise ValueError(
                         f"crux.solve({epochs}): shorter than the window adaptation of "
@@ -201,6 +221,8 @@ class Solver:
 
     def _warn_short(self, epochs):
         for b in self.plan.blocks:
+            if b.kind != "mcmc":
+                continue
             s = b.settings
             need = s.warmup + s.keep * s.thin - self.step_index
             if 0 < epochs < need:
@@ -225,6 +247,11 @@ class Solver:
             self.history.append(steps, losses)
             for b, block in enumerate(self.plan.blocks):
                 s = block.settings
+                if block.kind == "vi":
+                    self.history.append_metric(
+                        f"elbo:{block.label}", steps, np.asarray(rec["infos"][b]["elbo"])[:n, 0]
+                    )
+                    continue
                 keep_rows = (steps >= s.warmup) & ((steps - s.warmup + 1) % s.thin == 0)
                 if keep_rows.any():
                     rows = np.nonzero(keep_rows)[0]
@@ -305,7 +332,11 @@ class Solver:
 
     # ------------------------------------------------------------------ results
     def publish(self) -> None:
-        """Write the live values, ``posterior_samples`` and ``posterior_diagnostics``."""
+        """Write the live values, ``posterior_samples`` and ``posterior_diagnostics``.
+
+        A model's samples hold its full pytree: each group's draws at its leaves (MCMC draws
+        as recorded, VI draws sampled from the fitted q), the other leaves constant.
+        """
         if self.state is None:
             return
         point = self.state["point"]
@@ -313,38 +344,77 @@ class Solver:
         chain0 = [jax.tree.map(lambda a: a[0], p) for p in positions]
         params = self.engine.assemble(point, chain0)
         for m in self.program.models:
-            _set_module(m, params[model_key(m)], self.program)
-        for b, block in enumerate(self.plan.blocks):
-            if not self.draws[b]:
-                continue
-            s = block.settings
-            draws = jax.tree.map(lambda *a: np.concatenate(a)[-s.keep :], *self.draws[b])
-            diag = jax.tree.map(lambda *a: np.concatenate(a)[-s.keep :], *self.diag[b])
-            # (N, K, ...) -> (K, N, ...)
-            draws = jax.tree.map(lambda a: np.swapaxes(a, 0, 1), draws)
-            diag = {k: np.swapaxes(v, 0, 1) for k, v in diag.items()}
-            n = next(iter(jax.tree.leaves(draws))).shape[1]
-            for mem in block.members:
-                m = mem.model
-                part = draws[mem.key]
-                rest = jax.tree.map(
-                    lambda a: np.broadcast_to(
-                        np.asarray(a)[None, None], (self.plan.num_chains, n) + np.shape(a)
-                    ),
-                    take_masked_rest(point[model_key(m)]),
+            mk = model_key(m)
+            if mk in self.state["ensemble"]:
+                members = self.state["ensemble"][mk]
+                _set_module(m, jax.tree.map(lambda a: a[0], members), self.program)
+                m.posterior_samples = _as_samples(
+                    m, jax.tree.map(lambda a: np.asarray(a)[None], members), self.program
                 )
-                full = part if mem.mask_params is None else eqx.combine(part, rest)
-                samples = _as_samples(m, full, self.program)
-                diag_m = dict(diag)
-                if not self.plan.chain_axis:
-                    samples = jax.tree.map(lambda a: a[0], samples)
-                    diag_m = {k: v[0] for k, v in diag_m.items()}
-                m.posterior_samples = samples
-                m.posterior_diagnostics = diag_m
+                m.posterior_diagnostics = {}
+            else:
+                _set_module(m, params[mk], self.program)
+        parts: dict[int, list] = {}
+        diags: dict[int, dict] = {}
+        for b, block in enumerate(self.plan.blocks):
+            draws, diag = self._block_draws(b, block)
+            if draws is None:
+                continue
+            for mem in block.members:
+                parts.setdefault(mem.model.uid, []).append((mem, draws[mem.key]))
+                if block.kind == "mcmc":
+                    diags.setdefault(mem.model.uid, diag)
+        for m in self.program.models:
+            if m.uid not in parts:
+                continue
+            pieces = parts[m.uid]
+            lead = np.shape(jax.tree.leaves(pieces[0][1])[0])[:2]
+            if any(np.shape(jax.tree.leaves(p)[0])[:2] != lead for _, p in pieces):
+                continue  # groups of unequal length (an interrupted solve): nothing to splice
+            full = point[model_key(m)]
+            full = (
+                None
+                if full is None
+                else jax.tree.map(
+                    lambda a: np.broadcast_to(np.asarray(a), lead + np.shape(a)), full
+                )
+            )
+            for mem, piece in pieces:
+                full = (
+                    piece if mem.mask_params is None or full is None else eqx.combine(piece, full)
+                )
+            samples = _as_samples(m, full, self.program)
+            diag = dict(diags.get(m.uid, {}))
+            if not self.plan.chain_axis:
+                samples = jax.tree.map(lambda a: a[0], samples)
+                diag = {k: v[0] for k, v in diag.items()}
+            m.posterior_samples = samples
+            m.posterior_diagnostics = diag
+
+    def _block_draws(self, b, block):
+        """``({member key: (K, N, ...)}, {field: (K, N)})`` of one block, or ``(None, None)``."""
+        if block.kind == "vi":
+            kstate = self.state["blocks"][b]["kstate"]
+            if self.step_index == 0:
+                return None, None
+            kernel = make_kernel(block.settings, lambda p: 0.0, {})
+            q = jax.tree.map(lambda a: a[0], kstate)
+            key = jax.random.fold_in(self.key, 5000 + b)
+            draws = kernel.sample(key, q, block.settings.posterior_draws)
+            return jax.tree.map(lambda a: np.asarray(a)[None], draws), {}
+        if not self.draws[b]:
+            return None, None
+        keep = block.settings.keep
+        draws = jax.tree.map(lambda *a: np.concatenate(a)[-keep:], *self.draws[b])
+        diag = jax.tree.map(lambda *a: np.concatenate(a)[-keep:], *self.diag[b])
+        # (N, K, ...) -> (K, N, ...)
+        draws = jax.tree.map(lambda a: np.swapaxes(a, 0, 1), draws)
+        diag = {k: np.swapaxes(v, 0, 1) for k, v in diag.items()}
+        return draws, diag
 
     def _summary(self) -> None:
         for b, block in enumerate(self.plan.blocks):
-            if not self.diag[b]:
+            if not self.diag[b] or block.kind != "mcmc":
                 continue
             d = block.members[0].model.posterior_diagnostics or {}
             n = int(np.size(next(iter(d.values())))) if d else 0
@@ -370,8 +440,23 @@ class Solver:
                 )
 
 
-def take_masked_rest(rest):
-    return take_masked(rest, None) if rest is not None else None
+def shard_chains(state: dict, num_chains: int) -> dict:
+    """Spread the chain axis over all local devices when ``num_chains`` divides evenly.
+
+    Kernel states (leading axis K) are sharded along a ``"chain"`` mesh axis; everything else
+    is replicated. ``jit`` then runs each device's chains where they live.
+    """
+    devices = jax.local_devices()
+    if num_chains < 2 or len(devices) < 2 or num_chains % len(devices):
+        return state
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(devices), ("chain",))
+    chained = NamedSharding(mesh, PartitionSpec("chain"))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    log.info("Sharding %d chains over %d devices.", num_chains, len(devices))
+    rest = {k: v for k, v in state.items() if k != "blocks"}
+    return {**jax.device_put(rest, replicated), "blocks": jax.device_put(state["blocks"], chained)}
 
 
 def _as_samples(model, params, program):

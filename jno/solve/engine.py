@@ -28,9 +28,10 @@ import optax
 from ..lower.evaluate import model_key, subsample_inputs
 from ..lower.program import Program
 from .kernels import (
-    BlockKernel,
+    accepts,
     capture_info,
     default_tuning,
+    make_kernel,
     position_of,
     window_adapt,
 )
@@ -64,6 +65,40 @@ def check_prior(prior, position, where: str) -> None:
         )
 
 
+def jitter_tree(key, tree, scale: float):
+    """``tree + scale · N(0, 1)`` leaf by leaf (identity when ``scale == 0``)."""
+    if scale == 0:
+        return tree
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    return jax.tree.unflatten(
+        treedef,
+        [
+            leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
+            for leaf, k in zip(leaves, keys)
+        ],
+    )
+
+
+def ensemble_members(params, size: int, key):
+    """``size`` independent starts ``(E, ...)`` for a deep ensemble.
+
+    Member 0 is ``params``. Every other member redraws each leaf from ``N(mean, std²)`` of
+    that leaf's own entries (a network's weights keep their init scale; constant leaves such
+    as zero biases stay constant) and a scalar-like leaf (a Parameter) adds ``N(0, 1)``.
+    """
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    out = []
+    for leaf, k in zip(leaves, keys):
+        draws = jax.random.normal(k, (size,) + leaf.shape, leaf.dtype)
+        std = jnp.std(leaf)
+        spread = jnp.where(std > 0, std, 1.0 if leaf.size <= 4 else 0.0)
+        stacked = jnp.mean(leaf) + spread * draws if leaf.size > 4 else leaf + spread * draws
+        out.append(stacked.at[0].set(leaf))
+    return jax.tree.unflatten(treedef, out)
+
+
 def _default_prior():
     from ..bayesian import priors
 
@@ -89,14 +124,25 @@ def drop_masked(params, mask):
 
 
 class Engine:
-    """Builds the step function of a solve from its :class:`Program` and :class:`SolvePlan`."""
+    """Builds the step function of a solve from its :class:`Program` and :class:`SolvePlan`.
 
-    def __init__(self, program: Program, plan: SolvePlan, key, batch_size: int | None = None):
+    Args:
+        program: the lowered constraints.
+        plan: the grouping of models.
+        key: the solver key; step ``i`` uses ``fold_in(key, i)``.
+        batch_size: points per point set per step (``None``: all).
+        substeps: the resolved substeps (:func:`~jno.solve.plan.resolve_substeps`) or ``None``.
+    """
+
+    def __init__(
+        self, program: Program, plan: SolvePlan, key, batch_size: int | None = None, substeps=None
+    ):
         self.program = program
         self.plan = plan
         self.key = key
         self.batch_size = batch_size
         self.K = plan.num_chains
+        self.E = plan.ensembles[0].ensemble_settings.size if plan.ensembles else 0
         self.priors = []
         params = program.initial_params()
         for block in plan.blocks:
@@ -104,79 +150,118 @@ class Engine:
             for mem in block.members:
                 prior = mem.group.settings.prior
                 prior = prior if prior is not None else _default_prior()
-                check_prior(prior, take_masked(params[model_key(mem.model)], mem.mask_params),
-                            mem.model.where)
+                check_prior(
+                    prior,
+                    take_masked(params[model_key(mem.model)], mem.mask_params),
+                    mem.model.where,
+                )
                 fns.append(prior)
             self.priors.append(fns)
+        self.ensemble_priors = {}
+        for m in plan.ensembles:
+            prior = m.ensemble_settings.prior
+            prior = prior if prior is not None else _default_prior()
+            check_prior(prior, params[model_key(m)], m.where)
+            self.ensemble_priors[model_key(m)] = prior
         self.weights = [program.loglik_weights(b.settings.likelihood_scale) for b in plan.blocks]
+        all_constraints = jnp.ones(len(program.constraints), jnp.float32)
+        if substeps is None:
+            everyone = {m.uid for m in program.models}
+            substeps = [(all_constraints, everyone)]
+        self.substeps = [(jnp.asarray(mask), uids) for mask, uids in substeps]
+        self.has_substeps = len(self.substeps) > 1 or bool(jnp.any(self.substeps[0][0] == 0))
         # Kernel states must be re-initialised each step when what they condition on moved.
         self.refresh = (
             len(plan.blocks) > 1
             or bool(plan.optax_models)
             or batch_size is not None
             or bool(program.redrawn)
+            or self.has_substeps
         )
 
     # ------------------------------------------------------------------ state
     def init_state(self, params: dict, key) -> dict:
+        """The solve state at ``params``; block starts are dispersed by ``init_jitter``."""
         point = {}
-        bayes_models = {mem.model.uid for b in self.plan.blocks for mem in b.members}
         for m in self.program.models:
-            p = params[model_key(m)]
-            if m.uid in bayes_models:
-                rest = p
-                for g_mem in (mem for b in self.plan.blocks for mem in b.members if mem.model is m):
-                    rest = drop_masked(rest, g_mem.mask_params)
-                point[model_key(m)] = rest
-            else:
-                point[model_key(m)] = p
-        opt = {
-            model_key(m): self.plan.txs[model_key(m)].init(
-                eqx.filter(point[model_key(m)], eqx.is_inexact_array)
-            )
-            for m in self.plan.optax_models
-        }
-        blocks = []
+            rest = params[model_key(m)]
+            for mem in (mem for b in self.plan.blocks for mem in b.members if mem.model is m):
+                rest = drop_masked(rest, mem.mask_params)
+            point[model_key(m)] = rest
+        starts, tuned = [], []
         for b, block in enumerate(self.plan.blocks):
             pos = {
                 mem.key: take_masked(params[model_key(mem.model)], mem.mask_params)
                 for mem in block.members
             }
             keys = jax.random.split(jax.random.fold_in(key, 1000 + b), self.K)
-            jitter = block.settings.init_jitter
+            jitter = block.settings.init_jitter if block.kind == "mcmc" else 0.0
+            starts.append(jax.vmap(lambda k, pos=pos, j=jitter: jitter_tree(k, pos, j))(keys))
+            t = default_tuning(block.settings, pos) if block.kind == "mcmc" else {}
+            tuned.append(jax.tree.map(lambda a: jnp.broadcast_to(a, (self.K,) + a.shape), t))
+        ensemble = {}
+        for i, m in enumerate(self.plan.ensembles):
+            ensemble[model_key(m)] = ensemble_members(
+                params[model_key(m)], self.E, jax.random.fold_in(key, 3000 + i)
+            )
+        state = {
+            "point": point,
+            "opt": self._init_opt(point, ensemble),
+            "ensemble": ensemble,
+            "grad_evals": jnp.zeros((), jnp.float32),
+        }
+        return self.init_kernels(state, starts, tuned)
 
-            def start(k, pos=pos, jitter=jitter):
-                if jitter == 0:
-                    return pos
-                leaves, treedef = jax.tree.flatten(pos)
-                ks = jax.random.split(k, len(leaves))
-                return jax.tree.unflatten(
-                    treedef,
-                    [
-                        leaf + jitter * jax.random.normal(kk, leaf.shape, leaf.dtype)
-                        for leaf, kk in zip(leaves, ks)
-                    ],
-                )
+    def _init_opt(self, point, ensemble) -> dict:
+        opt = {}
+        for m in self.plan.optax_models:
+            k = model_key(m)
+            opt[k] = self.plan.txs[k].init(eqx.filter(point[k], eqx.is_inexact_array))
+        for k, members in ensemble.items():
+            opt[k] = jax.vmap(self.plan.txs[k].init)(members)
+        return opt
 
-            starts = jax.vmap(start)(keys)
-            tuned = default_tuning(block.settings, pos)
-            tuned = jax.tree.map(lambda t: jnp.broadcast_to(t, (self.K,) + t.shape), tuned)
-            blocks.append({"start": starts, "tuned": tuned})
-        state = {"point": point, "opt": opt, "blocks": blocks}
-        # Kernel states need the full log-density: initialise them with every block's start.
-        positions = [blk["start"] for blk in blocks]
+    def init_kernels(self, state: dict, starts: list, tuned: list) -> dict:
+        """Kernel states at block starts ``(K, ...)`` (each needs the full log-density)."""
+        blocks = []
         for b, block in enumerate(self.plan.blocks):
-            tuned = blocks[b]["tuned"]
 
             def init_chain(pos_all, tuned_k, b=b, block=block):
-                logd = self.block_logdensity(b, point, pos_all, self.program.inputs)
-                return BlockKernel(block.settings, logd, tuned_k).init(pos_all[b])
+                logd = self.block_logdensity(b, state["point"], pos_all, self.program.inputs)
+                return make_kernel(block.settings, logd, tuned_k).init(pos_all[b])
 
-            blocks[b] = {
-                "kstate": vmap_chains(init_chain, self.K)(positions, tuned),
-                "tuned": tuned,
-            }
-        return state
+            blocks.append(
+                {"kstate": vmap_chains(init_chain, self.K)(starts, tuned[b]), "tuned": tuned[b]}
+            )
+        return {**state, "blocks": blocks}
+
+    def apply_initializers(self, state: dict, key) -> dict:
+        """Run each block's log-density initializer (eagerly: initializers compile their own
+        work and may check their results), then re-initialise the kernels at the new starts.
+
+        The new position replaces every chain's start (``init_jitter`` is overridden); the
+        returned kernel arguments are kept when the kernel accepts them."""
+        starts = [position_of(blk["kstate"]) for blk in state["blocks"]]
+        tuned = [blk["tuned"] for blk in state["blocks"]]
+        changed = False
+        for b, block in enumerate(self.plan.blocks):
+            init = block.initializer
+            if init is None or block.kind != "mcmc":
+                continue
+            chain0 = [jax.tree.map(lambda a: a[0], p) for p in starts]
+            logd = jax.jit(self.block_logdensity(b, state["point"], chain0, self.program.inputs))
+            new_pos, update = init(jax.random.fold_in(key, 4000 + b), logd, chain0[b], self.K)
+            if self.K == 1:
+                new_pos = jax.tree.map(lambda a: jnp.asarray(a)[None], new_pos)
+            starts[b] = jax.tree.map(lambda a, ref: jnp.asarray(a, ref.dtype), new_pos, starts[b])
+            for name, value in update.items():
+                if name in tuned[b] or accepts(block.settings.factory, name):
+                    value = jnp.asarray(value, jnp.float32)
+                    tuned[b] = {**tuned[b], name: jnp.broadcast_to(value, (self.K,) + value.shape)}
+            changed = True
+        if not changed:
+            return state
+        return jax.jit(self.init_kernels)(state, starts, tuned)
 
     # ------------------------------------------------------------------ densities
     def assemble(self, point: dict, positions: list) -> dict:
@@ -186,16 +271,17 @@ class Engine:
             for mem in block.members:
                 mk = model_key(mem.model)
                 part = positions[b][mem.key]
-                if mem.mask_params is None:
+                if mem.mask_params is None or params[mk] is None:
                     params[mk] = part
                 else:
-                    params[mk] = eqx.combine(params[mk], part) if params[mk] is not None else part
+                    params[mk] = eqx.combine(params[mk], part)
         return params
 
-    def block_logdensity(self, b: int, point: dict, positions: list, inputs):
-        """``θ_b -> -Σ w_k L_k(θ) + Σ log prior(θ_b)`` with the other blocks held."""
+    def block_logdensity(self, b: int, point: dict, positions: list, inputs, cmask=None):
+        """``θ_b -> -Σ w_k L_k(θ) + Σ log prior(θ_b)`` with the other blocks held; ``cmask``
+        restricts the sum to a substep's constraints."""
         block = self.plan.blocks[b]
-        weights = self.weights[b]
+        weights = self.weights[b] if cmask is None else self.weights[b] * cmask
         priors = self.priors[b]
 
         def logdensity(pos_b):
@@ -211,8 +297,9 @@ class Engine:
     def adapt(self, state: dict, key) -> dict:
         """Window adaptation for every adapting block, each chain on its own (vmapped)."""
         blocks = list(state["blocks"])
+        grads = state["grad_evals"]
         for b, block in enumerate(self.plan.blocks):
-            if not block.settings.adapts:
+            if block.kind != "mcmc" or not block.settings.adapts:
                 continue
             positions = [position_of(blk["kstate"]) for blk in blocks]
             keys = jax.random.split(jax.random.fold_in(key, 2000 + b), self.K)
@@ -221,57 +308,89 @@ class Engine:
                 logd = self.block_logdensity(b, state["point"], pos_all, self.program.inputs)
                 return window_adapt(block.settings, logd, k, pos_all[b], tuned_k)
 
-            kstate, tuned = vmap_chains(adapt_chain, self.K)(keys, positions, blocks[b]["tuned"])
+            kstate, tuned, n = vmap_chains(adapt_chain, self.K)(keys, positions, blocks[b]["tuned"])
+            grads = grads + jnp.sum(n)
             blocks[b] = {"kstate": kstate, "tuned": tuned}
-        return {**state, "blocks": blocks}
+        return {**state, "blocks": blocks, "grad_evals": grads}
 
     # ------------------------------------------------------------------ one step
     def step(self, state: dict, index) -> tuple[dict, dict]:
+        """One outer step: every substep in turn; see the module docstring."""
         key = jax.random.fold_in(self.key, index)
         k_batch, k_blocks = jax.random.split(key)
         inputs = self.step_inputs(k_batch)
-        point = state["point"]
+        point, opt, ensemble = state["point"], state["opt"], state["ensemble"]
         blocks = list(state["blocks"])
         positions = [position_of(blk["kstate"]) for blk in blocks]
-        infos = []
-        for b, block in enumerate(self.plan.blocks):
-            keys = jax.random.split(jax.random.fold_in(k_blocks, b), self.K)
+        infos = [None] * len(blocks)
+        grads = state["grad_evals"]
+        losses = None
+        for cmask, uids in self.substeps:
+            for b, block in enumerate(self.plan.blocks):
+                if not any(mem.model.uid in uids for mem in block.members):
+                    continue
+                keys = jax.random.split(jax.random.fold_in(k_blocks, b), self.K)
+                mask = cmask if self.has_substeps else None
 
-            def chain_step(k, kstate, tuned_k, pos_all, b=b, block=block):
-                logd = self.block_logdensity(b, point, pos_all, inputs)
-                kernel = BlockKernel(block.settings, logd, tuned_k)
-                if self.refresh:
-                    kstate = kernel.init(position_of(kstate))
-                new, info = kernel.step(k, kstate)
-                return new, capture_info(info, new)
+                def chain_step(k, kstate, tuned_k, pos_all, b=b, block=block, mask=mask):
+                    logd = self.block_logdensity(b, point, pos_all, inputs, mask)
+                    kernel = make_kernel(block.settings, logd, tuned_k)
+                    if self.refresh and block.kind == "mcmc":
+                        kstate = kernel.init(position_of(kstate))
+                    new, info = kernel.step(k, kstate)
+                    if block.kind == "vi":
+                        return new, info
+                    return new, capture_info(info, new)
 
-            kstate, info = vmap_chains(chain_step, self.K)(
-                keys, blocks[b]["kstate"], blocks[b]["tuned"], positions
+                kstate, info = vmap_chains(chain_step, self.K)(
+                    keys, blocks[b]["kstate"], blocks[b]["tuned"], positions
+                )
+                grads = grads + jnp.sum(info.pop("num_integration_steps", 0))
+                blocks[b] = {"kstate": kstate, "tuned": blocks[b]["tuned"]}
+                positions[b] = position_of(kstate)
+                infos[b] = info
+            point, opt, losses = self.optax_update(point, opt, positions, inputs, cmask, uids)
+            ensemble, opt, e_losses = self.ensemble_update(
+                ensemble, opt, point, inputs, cmask, uids
             )
-            blocks[b] = {"kstate": kstate, "tuned": blocks[b]["tuned"]}
-            positions[b] = position_of(kstate)
-            infos.append(info)
-        new_point, opt, losses = self.optax_update(point, state["opt"], positions, inputs)
+            losses = e_losses if e_losses is not None else losses
+        if self.has_substeps:
+            losses = None
         record = {"losses": losses, "positions": positions, "infos": infos}
-        return {"point": new_point, "opt": opt, "blocks": blocks}, record
+        new_state = {
+            "point": point,
+            "opt": opt,
+            "ensemble": ensemble,
+            "blocks": blocks,
+            "grad_evals": grads,
+        }
+        return new_state, record
 
-    def chain_losses(self, point, positions, inputs) -> jax.Array:
-        """Per-constraint losses averaged over the chains ``(C,)``."""
+    def chain_losses(self, point, positions, inputs, ensemble=None) -> jax.Array:
+        """Per-constraint losses ``(C,)`` averaged over the chains (or ensemble members)."""
+        if ensemble:
+
+            def member(params):
+                return self.program.losses({**point, **params}, inputs)
+
+            return jnp.mean(jax.vmap(member)(ensemble), axis=0)
         if not self.plan.blocks:
             return self.program.losses(point, inputs)
         per_chain = jax.vmap(lambda pos: self.program.losses(self.assemble(point, pos), inputs))
         return jnp.mean(per_chain(positions), axis=0)
 
-    def optax_update(self, point, opt, positions, inputs):
-        if not self.plan.optax_models:
+    def optax_update(self, point, opt, positions, inputs, cmask, uids):
+        """One optax step of the models of this substep on ``Σ cmask·L`` (chain-averaged)."""
+        models = [m for m in self.plan.optax_models if m.uid in uids]
+        if not models:
             return point, opt, None
-        keys = [model_key(m) for m in self.plan.optax_models]
+        keys = [model_key(m) for m in models]
         trainable = {k: eqx.filter(point[k], eqx.is_inexact_array) for k in keys}
 
         def loss_fn(tr):
             p = {**point, **{k: eqx.combine(tr[k], point[k]) for k in keys}}
             losses = self.chain_losses(p, positions, inputs)
-            return jnp.sum(losses), losses
+            return jnp.sum(cmask * losses), losses
 
         (_, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
         new_point, new_opt = dict(point), dict(opt)
@@ -280,6 +399,36 @@ class Engine:
             updates, new_opt[k] = tx.update(grads[k], opt[k], trainable[k])
             new_point[k] = eqx.combine(optax.apply_updates(trainable[k], updates), point[k])
         return new_point, new_opt, losses
+
+    def ensemble_update(self, ensemble, opt, point, inputs, cmask, uids):
+        """One optax step per ensemble member (vmapped) on
+        ``Σ cmask·w·L - prior_weight · log prior``."""
+        models = [m for m in self.plan.ensembles if m.uid in uids]
+        if not models:
+            return ensemble, opt, None
+        keys = [model_key(m) for m in models]
+        weights = self.program.loglik_weights(1.0) * cmask
+
+        def member_step(params, opts):
+            def loss_fn(p):
+                losses = self.program.losses({**point, **p}, inputs)
+                lp = sum(
+                    m.ensemble_settings.prior_weight * self.ensemble_priors[k](p[k])
+                    for m, k in zip(models, keys)
+                )
+                return jnp.sum(weights * losses) - lp, losses
+
+            (_, losses), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            new_p, new_o = {}, {}
+            for k in keys:
+                upd, new_o[k] = self.plan.txs[k].update(g[k], opts[k], params[k])
+                new_p[k] = optax.apply_updates(params[k], upd)
+            return new_p, new_o, losses
+
+        params = {k: ensemble[k] for k in keys}
+        opts = {k: opt[k] for k in keys}
+        new_p, new_o, losses = jax.vmap(member_step)(params, opts)
+        return {**ensemble, **new_p}, {**opt, **new_o}, jnp.mean(losses, axis=0)
 
     def step_inputs(self, key):
         """This step's rows: all points, or a subsample, with redrawn noise if asked for."""
@@ -305,12 +454,10 @@ class Engine:
             active = index < stop
             new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, st)
             if rec["losses"] is None:
-                rec = {
-                    **rec,
-                    "losses": self.chain_losses(
-                        new["point"], rec["positions"], self.program.inputs
-                    ),
-                }
+                losses = self.chain_losses(
+                    new["point"], rec["positions"], self.program.inputs, new["ensemble"]
+                )
+                rec = {**rec, "losses": losses}
             return new, rec
 
         return jax.lax.scan(body, state, jnp.arange(length))

@@ -19,6 +19,7 @@ class History:
         self.names = list(names)
         self._steps: list[np.ndarray] = []
         self._losses: list[np.ndarray] = []
+        self._metrics: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         self.wall_time = 0.0
 
     def append(self, steps, losses) -> None:
@@ -26,6 +27,27 @@ class History:
         losses = np.asarray(losses, dtype=np.float64).reshape(len(steps), len(self.names))
         self._steps.append(steps)
         self._losses.append(losses)
+
+    def append_metric(self, name: str, steps, values) -> None:
+        """Record another per-step quantity (e.g. ``"elbo:'a'"`` for a VI model)."""
+        self._metrics.setdefault(name, []).append(
+            (np.asarray(steps).reshape(-1), np.asarray(values, dtype=np.float64).reshape(-1))
+        )
+
+    @property
+    def metrics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{name: (steps, values)}`` of the extra per-step quantities."""
+        return {
+            k: (np.concatenate([s for s, _ in v]), np.concatenate([x for _, x in v]))
+            for k, v in self._metrics.items()
+        }
+
+    @property
+    def elbo(self) -> dict[str, np.ndarray]:
+        """``{model label: ELBO per step}`` of the VI models (the quantity VI maximises)."""
+        return {
+            k.split(":", 1)[1]: v for k, (_, v) in self.metrics.items() if k.startswith("elbo:")
+        }
 
     @property
     def steps(self) -> np.ndarray:

@@ -14,15 +14,18 @@ import jax.numpy as jnp
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 from jax.flatten_util import ravel_pytree
 
-from ..trace.config import BayesSettings, is_hmc_family
+from ..trace.config import BayesSettings, VISettings, is_hmc_family
 
 DIAGNOSTIC_FIELDS = ("is_divergent", "acceptance_rate", "energy")
+COUNTED = ("num_integration_steps",)  # summed into the solver's gradient-evaluation count
 
 
 def position_of(kstate):
     """The position inside any kernel state (NamedTuple, dict, or a bare position for SG)."""
     if isinstance(kstate, dict) and "position" in kstate:
         return kstate["position"]
+    if hasattr(kstate, "mu") and hasattr(kstate, "rho"):  # mean-field VI: q's mean
+        return kstate.mu
     if hasattr(kstate, "position"):
         return kstate.position
     return kstate
@@ -96,6 +99,40 @@ class BlockKernel:
         return out
 
 
+class VIKernel:
+    """Mean-field VI as a block "kernel": ``init(position)`` builds ``q`` around the position,
+    ``step(key, state)`` is one ELBO optimisation step and reports the ELBO."""
+
+    def __init__(self, settings: VISettings, logdensity_fn):
+        self.settings = settings
+        self.alg = settings.factory(
+            logdensity_fn,
+            settings.optimizer,
+            num_samples=settings.num_samples,
+            **settings.factory_kwargs,
+        )
+
+    def init(self, position):
+        state = self.alg.init(position)
+        mu = position if self.settings.init_mu_at_position else state.mu
+        rho = jax.tree.map(lambda p: jnp.full_like(p, self.settings.init_log_std), position)
+        return state._replace(mu=mu, rho=rho, opt_state=self.settings.optimizer.init((mu, rho)))
+
+    def step(self, key, state):
+        new, info = self.alg.step(key, state)
+        return new, {"elbo": info.elbo}
+
+    def sample(self, key, state, n: int):
+        return self.alg.sample(key, state, n)
+
+
+def make_kernel(settings, logdensity_fn, tuned: dict):
+    """The block kernel for MCMC settings or a :class:`VIKernel` for VI settings."""
+    if isinstance(settings, VISettings):
+        return VIKernel(settings, logdensity_fn)
+    return BlockKernel(settings, logdensity_fn, tuned)
+
+
 def capture_info(info, new_state) -> dict:
     """The diagnostics kept per step: the seed's fields when the info has them, every scalar
     field of a custom kernel's info otherwise, plus ``nonfinite`` (a non-finite log-density,
@@ -105,7 +142,7 @@ def capture_info(info, new_state) -> dict:
         fields = (
             info._asdict() if hasattr(info, "_asdict") else (info if isinstance(info, dict) else {})
         )
-        known = {k: fields[k] for k in DIAGNOSTIC_FIELDS if k in fields}
+        known = {k: fields[k] for k in DIAGNOSTIC_FIELDS + COUNTED if k in fields}
         if known:
             out.update(known)
         else:
@@ -143,11 +180,14 @@ def window_adapt(settings: BayesSettings, logdensity_fn, key, position, tuned: d
         logdensity_fn,
         initial_step_size=tuned["step_size"],
         initial_inverse_mass_matrix=tuned["inverse_mass_matrix"],
-        adaptation_info_fn=get_filter_adapt_info_fn(),
+        adaptation_info_fn=get_filter_adapt_info_fn(info_keys={"num_integration_steps"}),
         **kw,
     )
-    (state, params), _ = wa.run(key, position, num_steps=settings.warmup)
-    return state, {
+    (state, params), info = wa.run(key, position, num_steps=settings.warmup)
+    tuned = {
         "step_size": jnp.asarray(params["step_size"], jnp.float32),
         "inverse_mass_matrix": jnp.asarray(params["inverse_mass_matrix"], jnp.float32),
     }
+    steps = getattr(info.info, "num_integration_steps", None)
+    grads = jnp.sum(steps) if steps is not None else jnp.asarray(settings.warmup)
+    return state, tuned, grads

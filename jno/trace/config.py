@@ -162,7 +162,10 @@ def make_bayes_settings(
 
 @dataclass
 class VISettings:
-    """What ``model.vi(...)`` asked for."""
+    """What ``model.vi(...)`` asked for. VI draws are stored as one chain: ``(1, N, *param)``."""
+
+    chain_axis = True
+    num_chains = 1
 
     factory: Callable
     optimizer: Any
@@ -173,6 +176,14 @@ class VISettings:
     init_mu_at_position: bool
     init_log_std: float
     factory_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return factory_name(self.factory)
+
+    @property
+    def keep(self) -> int:
+        return self.posterior_draws
 
 
 @dataclass

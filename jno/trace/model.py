@@ -202,6 +202,20 @@ class Model:
         self.ensemble_settings = EnsembleSettings(size, optimizer, float(prior_weight), prior)
         return self
 
+    def lora(self, rank: int, alpha: float = 1.0, *, key=None) -> Model:
+        """Add low-rank adapters ``W + (alpha/rank)·B A`` to every ``eqx.nn.Linear`` of the
+        network (``B = 0`` at start, so the output is unchanged). The next ``.bayesian()`` /
+        ``.vi()`` acts on the adapter leaves only; ``.optimizer()`` trains only them too
+        (the base weights are held by a stop-gradient)."""
+        if isinstance(self, Parameter):
+            raise TypeError(f"{self.where}: .lora() applies to networks, not parameters")
+        from ..nn.lora import lora, lora_mask
+
+        key = jax.random.PRNGKey(self.uid) if key is None else key
+        self.module = lora(self.module, rank, alpha, key=key)
+        self._pending_mask = _check_mask(self, lora_mask(self.module))
+        return self
+
     def _add_group(self, group: Group) -> None:
         group.mask = self._pending_mask
         self._pending_mask = None
