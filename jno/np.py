@@ -15,6 +15,7 @@ import numpy as _np
 from .trace.derivative import grad, laplacian
 from .trace.model import Parameter
 from .trace.node import Apply, Placeholder, apply, as_node
+from .trace.pointset import default_float
 
 pi = float(_np.pi)
 e = float(_np.e)
@@ -97,11 +98,11 @@ def parameter(shape, key=None, name: str | None = None, init: float | None = Non
     """
     shape = tuple(shape) if not isinstance(shape, int) else (shape,)
     if init is not None:
-        value = jnp.full(shape, init, dtype=jnp.float32)
+        value = jnp.full(shape, init, dtype=default_float())
     elif key is not None:
-        value = jax.random.normal(key, shape, dtype=jnp.float32)
+        value = jax.random.normal(key, shape, dtype=default_float())
     else:
-        value = jnp.zeros(shape, dtype=jnp.float32)
+        value = jnp.zeros(shape, dtype=default_float())
     return Parameter(value, name=name)
 
 

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from ..trace.node import Noise, Placeholder
+from ..trace.pointset import default_float
 from ..trace.reduction import SUM_LIKE
 
 
@@ -285,7 +286,7 @@ class Evaluator:
 
 def _directional(f, index: int, dim: int):
     """``c -> ∂f/∂c[index]`` by one forward-mode JVP."""
-    tangent = jnp.zeros((dim,), dtype=jnp.float32).at[index].set(1.0)
+    tangent = jnp.zeros((dim,), dtype=default_float()).at[index].set(1.0)
 
     def df(c):
         return jax.jvp(f, (c,), (tangent,))[1]
@@ -321,7 +322,7 @@ def full_inputs(plan: GraphPlan, noise: dict) -> dict:
             "coords": jnp.asarray(ps.coords),
             "data": {k: jnp.asarray(v) for k, v in ps.data.items()},
             "noise": dict(noise.get(pk, {})),
-            "scale": jnp.float32(1.0),
+            "scale": jnp.asarray(1.0, default_float()),
         }
     return inputs
 
@@ -340,6 +341,6 @@ def subsample_inputs(inputs: dict, indices: dict) -> dict:
             "coords": take(rows["coords"]),
             "data": jax.tree.map(take, rows["data"]),
             "noise": jax.tree.map(take, rows["noise"]),
-            "scale": jnp.float32(n_full / idx.shape[0]),
+            "scale": jnp.asarray(n_full / idx.shape[0], default_float()),
         }
     return out

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..trace.model import Model, Parameter
 from ..trace.node import Placeholder, _describe
+from ..trace.pointset import default_float
 from .evaluate import Evaluator, GraphPlan, draw_noise, full_inputs, model_key, ps_key
 
 NOISE_STREAM = 0x6E6F  # fold-in constant separating the noise draw from solver randomness
@@ -85,11 +86,15 @@ class Program:
     def losses(self, params: dict, inputs: dict | None = None) -> jax.Array:
         """Per-constraint losses ``(C,)`` at ``params`` on ``inputs`` (default: all points)."""
         ev = Evaluator(self.plan, self.statics, params, self.inputs if inputs is None else inputs)
-        return jnp.stack([jnp.asarray(ev.value(c), dtype=jnp.float32) for c in self.constraints])
+        return jnp.stack(
+            [jnp.asarray(ev.value(c), dtype=default_float()) for c in self.constraints]
+        )
 
     def loglik_weights(self, likelihood_scale: float) -> jax.Array:
         """``w_k`` with ``loglik = -Σ w_k L_k``: 1 for calibrated constraints, else λ."""
-        return jnp.where(jnp.asarray(self.calibrated), 1.0, likelihood_scale).astype(jnp.float32)
+        return jnp.where(jnp.asarray(self.calibrated), 1.0, likelihood_scale).astype(
+            default_float()
+        )
 
     def evaluator_for(self, exprs: Sequence[Placeholder]):
         """A pure function ``params -> [values]`` for arbitrary expressions, reusing the noise

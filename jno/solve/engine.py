@@ -27,6 +27,7 @@ import optax
 
 from ..lower.evaluate import model_key, subsample_inputs
 from ..lower.program import Program
+from ..trace.pointset import default_float
 from .kernels import (
     accepts,
     capture_info,
@@ -164,7 +165,7 @@ class Engine:
             check_prior(prior, params[model_key(m)], m.where)
             self.ensemble_priors[model_key(m)] = prior
         self.weights = [program.loglik_weights(b.settings.likelihood_scale) for b in plan.blocks]
-        all_constraints = jnp.ones(len(program.constraints), jnp.float32)
+        all_constraints = jnp.ones(len(program.constraints), default_float())
         if substeps is None:
             everyone = {m.uid for m in program.models}
             substeps = [(all_constraints, everyone)]
@@ -208,7 +209,7 @@ class Engine:
             "point": point,
             "opt": self._init_opt(point, ensemble),
             "ensemble": ensemble,
-            "grad_evals": jnp.zeros((), jnp.float32),
+            "grad_evals": jnp.zeros((), default_float()),
         }
         return self.init_kernels(state, starts, tuned)
 
@@ -256,7 +257,7 @@ class Engine:
             starts[b] = jax.tree.map(lambda a, ref: jnp.asarray(a, ref.dtype), new_pos, starts[b])
             for name, value in update.items():
                 if name in tuned[b] or accepts(block.settings.factory, name):
-                    value = jnp.asarray(value, jnp.float32)
+                    value = jnp.asarray(value, default_float())
                     tuned[b] = {**tuned[b], name: jnp.broadcast_to(value, (self.K,) + value.shape)}
             changed = True
         if not changed:

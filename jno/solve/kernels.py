@@ -15,6 +15,7 @@ from blackjax.adaptation.base import get_filter_adapt_info_fn
 from jax.flatten_util import ravel_pytree
 
 from ..trace.config import BayesSettings, VISettings, is_hmc_family
+from ..trace.pointset import default_float
 
 DIAGNOSTIC_FIELDS = ("is_divergent", "acceptance_rate", "energy")
 COUNTED = ("num_integration_steps",)  # summed into the solver's gradient-evaluation count
@@ -65,10 +66,12 @@ def default_tuning(settings: BayesSettings, position) -> dict:
     tuned = {}
     if settings.family == "full" and is_hmc_family(settings.factory):
         dim = ravel_pytree(position)[0].shape[0]
-        tuned["step_size"] = jnp.asarray(settings.kernel_kwargs.get("step_size", 1.0), jnp.float32)
+        tuned["step_size"] = jnp.asarray(
+            settings.kernel_kwargs.get("step_size", 1.0), default_float()
+        )
         imm = settings.kernel_kwargs.get("inverse_mass_matrix")
         tuned["inverse_mass_matrix"] = (
-            jnp.ones((dim,), jnp.float32) if imm is None else jnp.asarray(imm, jnp.float32)
+            jnp.ones((dim,), default_float()) if imm is None else jnp.asarray(imm, default_float())
         )
     return tuned
 
@@ -185,8 +188,8 @@ def window_adapt(settings: BayesSettings, logdensity_fn, key, position, tuned: d
     )
     (state, params), info = wa.run(key, position, num_steps=settings.warmup)
     tuned = {
-        "step_size": jnp.asarray(params["step_size"], jnp.float32),
-        "inverse_mass_matrix": jnp.asarray(params["inverse_mass_matrix"], jnp.float32),
+        "step_size": jnp.asarray(params["step_size"], default_float()),
+        "inverse_mass_matrix": jnp.asarray(params["inverse_mass_matrix"], default_float()),
     }
     steps = getattr(info.info, "num_integration_steps", None)
     grads = jnp.sum(steps) if steps is not None else jnp.asarray(settings.warmup)

@@ -22,6 +22,7 @@ from .config import (
     make_bayes_settings,
 )
 from .node import Placeholder, as_node, common_pointset
+from .pointset import default_float
 
 _model_ids = itertools.count(1)
 
@@ -255,7 +256,7 @@ class Parameter(Model, Placeholder):
     kind = "param"
 
     def __init__(self, value, name: str | None = None):
-        value = jnp.asarray(value, dtype=jnp.float32)
+        value = jnp.asarray(value, dtype=default_float())
         Model.__init__(self, value, name)
         Placeholder.__init__(self, (), None, value.shape, value.dtype)
 
@@ -338,7 +339,7 @@ def _initial_value(model: Model, init):
         return jax.tree.unflatten(treedef, new)
     old = jax.tree.structure(model.module)
     if isinstance(model, Parameter):
-        value = jnp.asarray(init, dtype=jnp.float32)
+        value = jnp.asarray(init, dtype=default_float())
         if value.shape != model.shape:
             raise ValueError(
                 f"{model.where}: .initialize() value of shape {value.shape} for a parameter of "

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .pointset import PointSet
+from .pointset import PointSet, default_float
 
 _ids = itertools.count()
 
@@ -290,7 +290,7 @@ class Variable(Placeholder):
     op = "variable"
 
     def __init__(self, pointset: PointSet, index: int, name: str):
-        super().__init__((), pointset, (1,), jnp.float32)
+        super().__init__((), pointset, (1,), default_float())
         self.index = int(index)
         self.var_name = name
 
@@ -302,8 +302,8 @@ class Literal(Placeholder):
 
     def __init__(self, value):
         value = np.asarray(value)
-        if value.dtype == np.float64:
-            value = value.astype(np.float32)
+        if value.dtype == np.float64 and default_float() != np.float64:
+            value = value.astype(default_float())
         if value.dtype == np.int64:
             value = value.astype(np.int32)
         super().__init__((), None, value.shape, value.dtype)
@@ -334,7 +334,7 @@ class Noise(Placeholder):
     op = "noise"
 
     def __init__(self, kind: str, params: dict, shape=(), redraw: bool = False):
-        super().__init__((), None, shape, jnp.float32)
+        super().__init__((), None, shape, default_float())
         self.kind = kind
         self.params = dict(params)
         self.redraw = bool(redraw)

@@ -9,6 +9,13 @@ import numpy as np
 _ids = itertools.count()
 
 
+def default_float() -> np.dtype:
+    """JAX's default float: float32, or float64 when ``jax_enable_x64`` is on."""
+    import jax.numpy as jnp
+
+    return np.dtype(jnp.result_type(float))
+
+
 class PointSet:
     """A fixed set of ``N`` points in ``d`` coordinates, shared by every variable drawn from it.
 
@@ -21,7 +28,7 @@ class PointSet:
     """
 
     def __init__(self, coords, names, tag: str, label: str | None = None):
-        coords = np.asarray(coords, dtype=np.float32)
+        coords = np.asarray(coords, dtype=default_float())
         if coords.ndim != 2:
             raise ValueError(
                 f"PointSet '{label or tag}': coords must be (N, d), got {coords.shape}"
@@ -58,7 +65,7 @@ class PointSet:
         if array.ndim == 1:
             array = array[:, None]
         if np.issubdtype(array.dtype, np.floating):
-            array = array.astype(np.float32)
+            array = array.astype(default_float())
         self.data[name] = array
         return array
 
