@@ -130,15 +130,18 @@ class Solver:
         return self._compiled[name]
 
     def default_epochs(self) -> int:
-        if not self.plan.blocks:
+        """``warmup + keep*thin`` of the MCMC blocks (then ``keep*thin`` per further call)."""
+        mcmc = [b for b in self.plan.blocks if b.kind == "mcmc"]
+        if not mcmc:
             raise ValueError(
                 "crux.solve(): pass the number of steps, e.g. crux.solve(5000); only solves "
-                "with Bayesian models have a default (warmup + keep*thin)."
+                "with MCMC models (.bayesian) have a default (warmup + keep*thin). For VI, "
+                "epochs is the number of ELBO steps."
             )
-        full = max(b.settings.warmup + b.settings.keep * b.settings.thin for b in self.plan.blocks)
+        full = max(b.settings.warmup + b.settings.keep * b.settings.thin for b in mcmc)
         if self.step_index < full:
             return full - self.step_index
-        return max(b.settings.keep * b.settings.thin for b in self.plan.blocks)
+        return max(b.settings.keep * b.settings.thin for b in mcmc)
 
     def fastpath(self, substeps) -> bool:
         """The pure-MCMC fastpath: only MCMC blocks with equal warmup/keep/thin, no optax or
@@ -191,7 +194,7 @@ class Solver:
         try:
             adapting = [b for b in self.plan.blocks if b.kind == "mcmc" and b.settings.adapts]
             if not self.adapted and adapting:
-                warm = max(b.settings.warmup for b in adapting)
+                warm = max(engine.adaptation_steps(b.settings.warmup) for b in adapting)
                 if epochs < warm:
                     raise ValueError(
                         f"crux.solve({epochs}): shorter than the window adaptation of "

@@ -66,6 +66,24 @@ def check_prior(prior, position, where: str) -> None:
         )
 
 
+def _check_starts(init, new_pos, ref, num_chains: int, label: str) -> None:
+    """An initializer's starts must match the position with a leading ``(K,)`` axis."""
+    want = jax.tree.map(lambda r: r.shape, ref)
+    try:
+        got = jax.tree.map(lambda a: jnp.shape(a), new_pos)
+        ok = jax.tree.structure(got) == jax.tree.structure(want) and all(
+            g == w for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want))
+        )
+    except Exception:
+        ok, got = False, new_pos
+    if not ok:
+        raise ValueError(
+            f"Model(s) {label}: the initializer {type(init).__name__} returned starts of shapes "
+            f"{got}, expected {want}: with num_chains={num_chains} > 1 every leaf needs a "
+            "leading (K,) axis (one start per chain); with one chain, no chain axis."
+        )
+
+
 def jitter_tree(key, tree, scale: float):
     """``tree + scale · N(0, 1)`` leaf by leaf (identity when ``scale == 0``)."""
     if scale == 0:
@@ -112,7 +130,7 @@ def take_masked(params, mask):
         return params
     if isinstance(mask, bool):
         return params if mask else None
-    return jax.tree.map(lambda p, m: p if m else None, params, mask)
+    return jax.tree.map(lambda m, p: p if m else None, mask, params, is_leaf=_is_none)
 
 
 def drop_masked(params, mask):
@@ -121,7 +139,11 @@ def drop_masked(params, mask):
         return None
     if isinstance(mask, bool):
         return None if mask else params
-    return jax.tree.map(lambda p, m: None if m else p, params, mask)
+    return jax.tree.map(lambda m, p: None if m else p, mask, params, is_leaf=_is_none)
+
+
+def _is_none(x) -> bool:
+    return x is None
 
 
 class Engine:
@@ -244,16 +266,25 @@ class Engine:
         returned kernel arguments are kept when the kernel accepts them."""
         starts = [position_of(blk["kstate"]) for blk in state["blocks"]]
         tuned = [blk["tuned"] for blk in state["blocks"]]
+        params = self.program.initial_params()
+        initial = [
+            {
+                mem.key: take_masked(params[model_key(mem.model)], mem.mask_params)
+                for mem in block.members
+            }
+            for block in self.plan.blocks
+        ]
         changed = False
         for b, block in enumerate(self.plan.blocks):
             init = block.initializer
             if init is None or block.kind != "mcmc":
                 continue
-            chain0 = [jax.tree.map(lambda a: a[0], p) for p in starts]
-            logd = jax.jit(self.block_logdensity(b, state["point"], chain0, self.program.inputs))
-            new_pos, update = init(jax.random.fold_in(key, 4000 + b), logd, chain0[b], self.K)
+            # other blocks at their (unjittered) initial values, this one from its initial value
+            logd = jax.jit(self.block_logdensity(b, state["point"], initial, self.program.inputs))
+            new_pos, update = init(jax.random.fold_in(key, 4000 + b), logd, initial[b], self.K)
             if self.K == 1:
                 new_pos = jax.tree.map(lambda a: jnp.asarray(a)[None], new_pos)
+            _check_starts(init, new_pos, starts[b], self.K, block.label)
             starts[b] = jax.tree.map(lambda a, ref: jnp.asarray(a, ref.dtype), new_pos, starts[b])
             for name, value in update.items():
                 if name in tuned[b] or accepts(block.settings.factory, name):
@@ -295,6 +326,12 @@ class Engine:
         return logdensity
 
     # ------------------------------------------------------------------ adaptation
+    def adaptation_steps(self, warmup: int) -> int:
+        """Window-adaptation steps out of ``warmup``: all of them for a single block; half for
+        Gibbs blocks, whose adaptation holds the other blocks at their starts, so the second
+        half runs joint Gibbs sweeps with the adapted kernels (and is discarded)."""
+        return warmup if len(self.plan.blocks) == 1 else max(1, warmup // 2)
+
     def adapt(self, state: dict, key) -> dict:
         """Window adaptation for every adapting block, each chain on its own (vmapped)."""
         blocks = list(state["blocks"])
@@ -307,7 +344,8 @@ class Engine:
 
             def adapt_chain(k, pos_all, tuned_k, b=b, block=block):
                 logd = self.block_logdensity(b, state["point"], pos_all, self.program.inputs)
-                return window_adapt(block.settings, logd, k, pos_all[b], tuned_k)
+                steps = self.adaptation_steps(block.settings.warmup)
+                return window_adapt(block.settings, logd, k, pos_all[b], tuned_k, steps)
 
             kstate, tuned, n = vmap_chains(adapt_chain, self.K)(keys, positions, blocks[b]["tuned"])
             grads = grads + jnp.sum(n)

@@ -123,7 +123,8 @@ class VIKernel:
 
     def step(self, key, state):
         new, info = self.alg.step(key, state)
-        return new, {"elbo": info.elbo}
+        # blackjax's MFVIInfo.elbo holds the minimised objective E_q[log q - log p] = -ELBO
+        return new, {"elbo": -info.elbo}
 
     def sample(self, key, state, n: int):
         return self.alg.sample(key, state, n)
@@ -168,8 +169,10 @@ def diagnostic_schema(settings: BayesSettings) -> str:
     return "fields of the kernel's info"
 
 
-def window_adapt(settings: BayesSettings, logdensity_fn, key, position, tuned: dict):
-    """Run blackjax window adaptation for ``settings.warmup`` steps from ``position``.
+def window_adapt(
+    settings: BayesSettings, logdensity_fn, key, position, tuned: dict, num_steps: int
+):
+    """Run blackjax window adaptation for ``num_steps`` steps from ``position``.
 
     Returns the adapted kernel state and ``{step_size, inverse_mass_matrix}``.
     """
@@ -186,11 +189,11 @@ def window_adapt(settings: BayesSettings, logdensity_fn, key, position, tuned: d
         adaptation_info_fn=get_filter_adapt_info_fn(info_keys={"num_integration_steps"}),
         **kw,
     )
-    (state, params), info = wa.run(key, position, num_steps=settings.warmup)
+    (state, params), info = wa.run(key, position, num_steps=num_steps)
     tuned = {
         "step_size": jnp.asarray(params["step_size"], default_float()),
         "inverse_mass_matrix": jnp.asarray(params["inverse_mass_matrix"], default_float()),
     }
     steps = getattr(info.info, "num_integration_steps", None)
-    grads = jnp.sum(steps) if steps is not None else jnp.asarray(settings.warmup)
+    grads = jnp.sum(steps) if steps is not None else jnp.asarray(num_steps)
     return state, tuned, grads

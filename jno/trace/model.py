@@ -49,6 +49,7 @@ class Model:
         self.initializer = None
         self.ensemble_settings: EnsembleSettings | None = None
         self._pending_mask = None
+        self._lora_mask = None
         self.posterior_samples = None
         self.posterior_diagnostics = None
 
@@ -214,11 +215,11 @@ class Model:
 
         key = jax.random.PRNGKey(self.uid) if key is None else key
         self.module = lora(self.module, rank, alpha, key=key)
-        self._pending_mask = _check_mask(self, lora_mask(self.module))
+        self._lora_mask = _check_mask(self, lora_mask(self.module))
         return self
 
     def _add_group(self, group: Group) -> None:
-        group.mask = self._pending_mask
+        group.mask = self._pending_mask if self._pending_mask is not None else self._lora_mask
         self._pending_mask = None
         if group.mask is None and self.groups:
             raise ValueError(

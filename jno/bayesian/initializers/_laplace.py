@@ -195,7 +195,9 @@ class Laplace(BayesianInitializer):
         counted_logdensity = counter.wrap(logdensity_fn)
         flat0, unravel = ravel_pytree(position)
         if self.optimizer is None:
-            optimizer, ftol = optax.lbfgs(), 1e-7
+            # a few ulps of the working precision: L-BFGS can cycle between float-adjacent
+            # points whose objectives differ by 2 ulp (≈ 2.4e-7 relative in float32)
+            optimizer, ftol = optax.lbfgs(), 10 * float(jnp.finfo(flat0.dtype).eps)
         else:
             optimizer, ftol = optax.with_extra_args_support(self.optimizer), 0.0
         if self.ftol is not None:
