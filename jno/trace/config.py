@@ -47,7 +47,7 @@ def factory_name(factory: Callable) -> str:
     name = getattr(factory, "__name__", None)
     if name in (None, "as_top_level_api"):
         module = getattr(factory, "__module__", "") or ""
-        builder = getattr(factory, "build_kernel", None)
+        builder = getattr(factory, "build_kernel", None) or getattr(factory, "init", None)
         module = getattr(builder, "__module__", module) or module
         name = module.rsplit(".", 1)[-1] or type(factory).__name__
     return name

@@ -163,6 +163,13 @@ class Model:
             )
         if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
             raise TypeError(f"{self.where}: .vi(optimizer=...) needs an optax transformation")
+        from .config import factory_name
+
+        if factory_name(vi_factory) != "meanfield_vi":
+            raise ValueError(
+                f"{self.where}: .vi() supports blackjax.meanfield_vi (a diagonal Gaussian q), got "
+                f"{factory_name(vi_factory)!r}; full-rank VI is not wired into the solver yet."
+            )
         for arg, value in (("num_samples", num_samples), ("posterior_draws", posterior_draws)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{self.where}: {arg} must be a positive integer, got {value!r}")
