@@ -186,8 +186,8 @@ class Solver:
         if not isinstance(print_rate, int) or print_rate < 1:
             raise ValueError(f"crux.solve: print_rate must be a positive int, got {print_rate!r}")
         engine = self._engine(batch_size, substeps)
-        self._warn_short(epochs)
         stop = self.step_index + epochs
+        start_index = self.step_index
         callbacks = list(callbacks or [])
         t0 = time.perf_counter()
         bar = _progress_bar(progress, epochs)
@@ -205,6 +205,7 @@ class Solver:
                 self.adapted = True
                 self.step_index += warm
                 _bar_update(bar, warm, "adapted")
+            self._warn_short(start_index, epochs)
             if self.fastpath(substeps):
                 self._solve_fast(engine, stop, print_rate, bar, callbacks)
             else:
@@ -222,19 +223,20 @@ class Solver:
         self._summary()
         return self.history
 
-    def _warn_short(self, epochs):
+    def _warn_short(self, start: int, epochs: int) -> None:
+        """Warn when ``epochs`` steps from ``start`` leave a chain shorter than ``keep``."""
         for b in self.plan.blocks:
             if b.kind != "mcmc":
                 continue
             s = b.settings
-            need = s.warmup + s.keep * s.thin - self.step_index
+            need = s.warmup + s.keep * s.thin - start
             if 0 < epochs < need:
-                draws = max(0, (self.step_index + epochs - s.warmup) // s.thin)
+                draws = max(0, (start + epochs - s.warmup) // s.thin)
                 warnings.warn(
                     f"Model {b.label}: solve({epochs}) gives a short chain: {draws} of keep="
                     f"{s.keep} draws (warmup={s.warmup}, thin={s.thin}); solve() without epochs "
                     "runs warmup + keep*thin steps.",
-                    stacklevel=3,
+                    stacklevel=4,
                 )
 
     def _solve_general(self, engine, stop, print_rate, bar, callbacks):
@@ -264,6 +266,7 @@ class Solver:
                     self.diag[b].append(
                         jax.tree.map(lambda a: np.asarray(a)[rows], rec["infos"][b])
                     )
+                    self._trim(b)
             self._after_chunk(losses[-1], n, bar, callbacks)
 
     def _solve_fast(self, engine, stop, print_rate, bar, callbacks):
@@ -311,9 +314,18 @@ class Solver:
                 self.diag[b].append(
                     jax.tree.map(lambda a: np.asarray(a)[:n_draws], rec["infos"][b])
                 )
+                self._trim(b)
             losses = np.asarray(losses_fn(self.state))
             self.history.append([self.step_index - 1], losses[None])
             self._after_chunk(losses, n_draws * s.thin, bar, callbacks)
+
+    def _trim(self, b: int) -> None:
+        """Keep at most the last ``keep`` records of block ``b`` (continued solves append)."""
+        keep = self.plan.blocks[b].settings.keep
+        if sum(len(jax.tree.leaves(d)[0]) for d in self.draws[b]) <= keep:
+            return
+        self.draws[b] = [jax.tree.map(lambda *a: np.concatenate(a)[-keep:], *self.draws[b])]
+        self.diag[b] = [jax.tree.map(lambda *a: np.concatenate(a)[-keep:], *self.diag[b])]
 
     def _chunk_losses(self, state):
         positions = [position_of(blk["kstate"]) for blk in state["blocks"]]
