@@ -240,10 +240,10 @@ class Solver:
                 )
 
     def _solve_general(self, engine, stop, print_rate, bar, callbacks):
-        run = self._jit("chunk", engine.run_chunk, static=(2,))
+        run = self._jit("chunk", engine.run_chunk, static=(2, 4))
         while self.step_index < stop:
             start = self.step_index
-            state, rec = run(self.state, start, print_rate, stop)
+            state, rec = run(self.state, start, print_rate, stop, stop - start < print_rate)
             n = min(print_rate, stop - start)
             steps = np.arange(start, start + n)
             losses = np.asarray(rec["losses"])[:n]

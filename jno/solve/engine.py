@@ -483,15 +483,17 @@ class Engine:
         return subsample_inputs(inputs, indices)
 
     # ------------------------------------------------------------------ loops
-    def run_chunk(self, state, start, length: int, stop):
-        """``length`` steps from global index ``start``; steps at or past ``stop`` are no-ops.
-        Records every step."""
+    def run_chunk(self, state, start, length: int, stop, partial: bool = True):
+        """``length`` steps from global index ``start``, recording every step. With
+        ``partial``, steps at or past ``stop`` are no-ops (the last chunk of a solve); a full
+        chunk skips that select (a second compiled variant, never more)."""
 
         def body(st, i):
             index = start + i
             new, rec = self.step(st, index)
-            active = index < stop
-            new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, st)
+            if partial:
+                active = index < stop
+                new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, st)
             if rec["losses"] is None:
                 losses = self.chain_losses(
                     new["point"], rec["positions"], self.program.inputs, new["ensemble"]
