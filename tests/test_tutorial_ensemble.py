@@ -18,5 +18,5 @@ def test_ensemble_primitives_tutorial(tmp_path, monkeypatch):
     assert a["rmse_truth"] <= 0.08
     assert a["nll"] <= -0.70
     assert 0.88 <= a["coverage_95"] <= 0.99
-    assert set(namespace["RESULTS"]) == {"A", "B", "C", "run"}
+    assert set(namespace["RESULTS"]) == {"A", "B", "C", "run", "DSL"}
     assert (tmp_path / "ensemble_primitives.png").stat().st_size > 0

@@ -295,7 +295,8 @@ class ModelCall(Placeholder):
         pointset = common_pointset(args, f"{model.model_name}(...)")
         self.model = model
         try:
-            out = jax.eval_shape(lambda m, *a: m(*a), model.module, *[a.abstract() for a in args])
+            out = eqx.filter_eval_shape(lambda m, *a: m(*a), model.module,
+                                        *[a.abstract() for a in args])
         except Exception as err:
             shapes = ", ".join(str(a.shape) for a in args)
             raise ValueError(

@@ -1,0 +1,44 @@
+"""Run tutorials/initializers.py end to end and check the claims of its table against the
+quadrature reference it computes (about 95 s on a 2-core CPU, hence slow)."""
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "initializers.py"
+
+
+@pytest.mark.slow
+def test_initializers_tutorial():
+    ns = runpy.run_path(str(TUTORIAL), run_name="__main__")
+    rows = ns["RESULTS"]
+    assert list(rows) == [
+        "window only (100)",
+        "window only (200)",
+        "pathfinder -> window",
+        "laplace -> window",
+        "svgd -> window",
+        "laplace dense, adapt=False",
+    ]
+    for label, r in rows.items():
+        assert r["rhat"] < 1.01, (label, r["rhat"])
+        assert r["divergent"] == 0, label
+        if label != "window only (100)":
+            assert r["mean_err"] < 4.0, (label, r["mean_err"])
+            assert 0.85 < r["sd_ratio"] < 1.15, (label, r["sd_ratio"])
+    # R-hat passes, yet 100 warm-up steps from the poor start leave a chain in transit
+    assert rows["window only (100)"]["sd_ratio"] > 1.2
+    # initializer costs
+    assert 0 < rows["pathfinder -> window"]["init_grads"] < 200
+    assert 0 < rows["laplace -> window"]["init_grads"] < 200
+    assert rows["svgd -> window"]["init_grads"] == 16 * 300
+    # warm starts save gradients against window adaptation alone
+    baseline = rows["window only (200)"]["total_grads"]
+    for label in ("pathfinder -> window", "laplace -> window"):
+        assert rows[label]["total_grads"] < baseline, label
+        assert rows[label]["ess_per_1k"] > rows["window only (200)"]["ess_per_1k"], label
+    # the dense Laplace mass matrix changes the geometry
+    dense = rows["laplace dense, adapt=False"]["ess_per_1k"]
+    others = max(r["ess_per_1k"] for label, r in rows.items() if "dense" not in label)
+    assert dense > 3 * others
