@@ -129,3 +129,15 @@ def test_solve_without_epochs_needs_bayesian():
     crux = jno.core([(a * x - x).mse])
     with pytest.raises(ValueError, match="number of steps"):
         crux.solve()
+
+
+def test_vi_configuration_errors():
+    import optax
+
+    a = jno.np.parameter((1,), name="a")
+    with pytest.raises(ValueError, match="likelihood_scale"):
+        a.vi(blackjax.meanfield_vi, optimizer=optax.adam(1e-2), likelihood_scale=0.0)
+    with pytest.raises(ValueError, match="meanfield_vi"):
+        a.vi(blackjax.fullrank_vi, optimizer=optax.adam(1e-2))
+    with pytest.raises(TypeError, match="optax"):
+        a.vi(blackjax.meanfield_vi, optimizer="adam")

@@ -173,6 +173,15 @@ class Model:
         for arg, value in (("num_samples", num_samples), ("posterior_draws", posterior_draws)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{self.where}: {arg} must be a positive integer, got {value!r}")
+        if not (isinstance(likelihood_scale, (int, float)) and likelihood_scale > 0):
+            raise ValueError(
+                f"{self.where}: likelihood_scale must be a positive number, "
+                f"got {likelihood_scale!r}"
+            )
+        if prior is not None and not callable(prior):
+            raise TypeError(
+                f"{self.where}: prior must be a callable pytree -> log p, got {prior!r}"
+            )
         settings = VISettings(
             factory=vi_factory,
             optimizer=optimizer,
@@ -295,8 +304,9 @@ class ModelCall(Placeholder):
         pointset = common_pointset(args, f"{model.model_name}(...)")
         self.model = model
         try:
-            out = eqx.filter_eval_shape(lambda m, *a: m(*a), model.module,
-                                        *[a.abstract() for a in args])
+            out = eqx.filter_eval_shape(
+                lambda m, *a: m(*a), model.module, *[a.abstract() for a in args]
+            )
         except Exception as err:
             shapes = ", ".join(str(a.shape) for a in args)
             raise ValueError(
