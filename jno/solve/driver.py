@@ -9,7 +9,6 @@ during) its first ``warmup`` steps, then records every ``thin``-th step and keep
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 import warnings
@@ -23,7 +22,6 @@ import numpy as np
 
 from ..lower.evaluate import model_key
 from ..lower.program import Program
-from ..trace.config import is_hmc_family
 from ..trace.model import Parameter
 from .engine import Engine
 from .history import History
@@ -504,4 +502,4 @@ def _bar_update(bar, n, loss_text):
         bar.set_postfix_str(f"loss={loss_text}")
 
 
-__all__ = ["Solver", "ChunkInfo", "is_hmc_family", "math"]
+__all__ = ["ChunkInfo", "Solver"]
