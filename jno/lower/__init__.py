@@ -1,0 +1,1 @@
+"""Lowering: the symbolic graph becomes pure JAX functions of (params, inputs)."""

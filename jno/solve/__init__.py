@@ -1,0 +1,1 @@
+"""Solving: model grouping, the compiled step, chunked loops and the history."""
