@@ -57,6 +57,8 @@ class Solver:
         self.draws: list[list[dict]] = [[] for _ in self.plan.blocks]
         self.diag: list[list[dict]] = [[] for _ in self.plan.blocks]
         self.fastpath_enabled = True
+        self._logged_fast = False
+        self._warned_nan = False
         self._compiled: dict = {}
         self._log_configuration()
 
@@ -272,7 +274,7 @@ class Solver:
         silent = self._jit("silent", engine.run_silent, static=(2,))
         sample = self._jit("sample", engine.run_sample_chunk, static=(2, 3))
         losses_fn = self._jit("losses", self._chunk_losses)
-        if not getattr(self, "_logged_fast", False):
+        if not self._logged_fast:
             log.info(
                 "MCMC fastpath: scan over %d samples x thin=%d + %d warmup, chunked at "
                 "print_rate=%d.",
@@ -320,10 +322,16 @@ class Solver:
     def _trim(self, b: int) -> None:
         """Keep at most the last ``keep`` records of block ``b`` (continued solves append)."""
         keep = self.plan.blocks[b].settings.keep
-        if sum(len(jax.tree.leaves(d)[0]) for d in self.draws[b]) <= keep:
-            return
-        self.draws[b] = [jax.tree.map(lambda *a: np.concatenate(a)[-keep:], *self.draws[b])]
-        self.diag[b] = [jax.tree.map(lambda *a: np.concatenate(a)[-keep:], *self.diag[b])]
+        if sum(len(jax.tree.leaves(d)[0]) for d in self.draws[b]) > keep:
+            draws, diag = self._kept(b)
+            self.draws[b], self.diag[b] = [draws], [diag]
+
+    def _kept(self, b: int):
+        """The last ``keep`` records of block ``b`` as one ``(N, K, ...)`` pytree each."""
+        keep = self.plan.blocks[b].settings.keep
+        draws = jax.tree.map(lambda *a: np.concatenate(a)[-keep:], *self.draws[b])
+        diag = jax.tree.map(lambda *a: np.concatenate(a)[-keep:], *self.diag[b])
+        return draws, diag
 
     def _chunk_losses(self, state):
         positions = [position_of(blk["kstate"]) for blk in state["blocks"]]
@@ -331,7 +339,7 @@ class Solver:
 
     def _after_chunk(self, losses, n, bar, callbacks):
         total = float(np.sum(losses))
-        if not np.isfinite(total) and not getattr(self, "_warned_nan", False):
+        if not np.isfinite(total) and not self._warned_nan:
             self._warned_nan = True
             warnings.warn(
                 f"non-finite loss at step {self.step_index}: the run continues and "
@@ -417,9 +425,7 @@ class Solver:
             return jax.tree.map(lambda a: np.asarray(a)[None], draws), {}
         if not self.draws[b]:
             return None, None
-        keep = block.settings.keep
-        draws = jax.tree.map(lambda *a: np.concatenate(a)[-keep:], *self.draws[b])
-        diag = jax.tree.map(lambda *a: np.concatenate(a)[-keep:], *self.diag[b])
+        draws, diag = self._kept(b)
         # (N, K, ...) -> (K, N, ...)
         draws = jax.tree.map(lambda a: np.swapaxes(a, 0, 1), draws)
         diag = {k: np.swapaxes(v, 0, 1) for k, v in diag.items()}
