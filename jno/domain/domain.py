@@ -104,6 +104,12 @@ class Domain:
         array = np.asarray(points, dtype=np.float64)
         if array.ndim == 1:
             array = array[:, None]
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise ValueError(
+                f"tag {name!r}: {bad} point coordinate(s) are NaN or infinite; drop or repair "
+                "those rows before add_tag"
+            )
         allowed = {self.spatial_dim} | ({self.spatial_dim + 1} if self.has_time else set())
         if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] not in allowed:
             raise ValueError(
@@ -226,6 +232,7 @@ class Domain:
                     f"data {name!r}: cannot attach data to sampled points; attach it to a tag's "
                     "fixed points (dom.variable(name, array, tag=...)) instead"
                 )
+            _check_finite_data(name, data)
             ps = self.pointset("interior" if tag is None else tag)
             if name in ps.data:
                 raise ValueError(f"data {name!r} is already attached to '{ps.label}'; rename it")
@@ -323,3 +330,22 @@ class Domain:
         if self.times is not None:
             time = f", time=[{self.times[0]}, {self.times[-1]}] x {self.times.size}"
         return f"Domain({self.geometry!r}{time}, seed={self.seed})"
+
+
+def _check_finite_data(name: str, data) -> None:
+    """Reject NaN or infinite entries in data attached with ``dom.variable(name, array)``."""
+    array = np.asarray(data)
+    if array.ndim == 0 or not np.issubdtype(array.dtype, np.inexact):
+        return  # shapes and non-float data are checked when the data is attached
+    finite = np.isfinite(array)
+    if finite.all():
+        return
+    rows = np.nonzero(~finite.reshape(array.shape[0], -1).all(axis=1))[0]
+    nan = int(np.isnan(array).sum())
+    inf = int(array.size - np.count_nonzero(finite) - nan)
+    shown = ", ".join(str(int(r)) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
+    raise ValueError(
+        f"data {name!r}: {nan} NaN and {inf} infinite value(s) (rows {shown}); a likelihood of "
+        "non-finite data is NaN everywhere. Drop those points (with their coordinates), or "
+        "impute them, before dom.variable(name, array)."
+    )

@@ -726,6 +726,13 @@ class Points(Geometry):
             raise ValueError(
                 f"points(array) needs an (N, d) or (N,) array with N > 0, got shape {array.shape}"
             )
+        bad = np.nonzero(~np.isfinite(array).all(axis=1))[0]
+        if bad.size:
+            shown = ", ".join(str(int(r)) for r in bad[:5]) + (", ..." if bad.size > 5 else "")
+            raise ValueError(
+                f"points(array): {bad.size} location(s) have NaN or infinite coordinates (rows "
+                f"{shown}); drop those rows (and the matching data rows) before points(...)"
+            )
         self.label = "points"
         self.dim = int(array.shape[1])
         self._tags["interior"] = array
