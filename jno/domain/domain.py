@@ -20,8 +20,9 @@ class Domain:
     """A geometry with named point tags, an optional time axis and a seed for point sampling.
 
     Args:
-        constructor: a geometry from ``line``, ``rect``, ``box``, ``disk`` or ``points``
-            (available as ``jno.domain.line`` etc.).
+        constructor: a geometry from ``line``, ``rect``, ``box``, ``disk``, ``polygon``,
+            ``ball``, ``points``, or a combination by ``union``/``intersection``/``difference``
+            (``a | b``, ``a & b``, ``a - b``); all available as ``jno.domain.line`` etc.
         time: optional ``(t0, t1, nt)``. Every tag's points become the product of its spatial
             points with the ``nt`` equally spaced times, time-major (all spatial points at
             ``t0`` first, so values reshape to ``(nt, n_space)``); the time is the last
@@ -32,7 +33,8 @@ class Domain:
 
     ``dom.variable(tag)`` returns variables on one :class:`~jno.trace.pointset.PointSet` per
     tag, created on first use and reused afterwards, so expressions from separate calls
-    combine point-wise.
+    combine point-wise. ``dom.normal(tag)`` (or ``dom.normal(x)`` for a variable ``x``, sampled
+    or not) gives the outward unit normals as data on that same point set.
     """
 
     def __init__(
