@@ -289,7 +289,8 @@ def predictive_band(
     Returns:
         The Figure. In ``ax.lines``: the centre line (label ``"<label> <center>"``), the band
         edges (labels ``"_lower"`` and ``"_upper"``), then ``truth``; the band is a
-        ``fill_between`` and the data an ``ax.scatter`` (labelled ``"data"``).
+        ``fill_between`` (label ``"<label> <level>% band"``) and the data an ``ax.scatter``
+        (label ``"data"``).
     """
     plt = _pyplot()
     if not 0.0 < level < 1.0:
@@ -308,7 +309,9 @@ def predictive_band(
     else:
         fig = ax.figure
     xo = xs[order]
-    ax.fill_between(xo, lo[order], hi[order], color=color, alpha=0.25, label=f"{level:.0%} band")
+    ax.fill_between(
+        xo, lo[order], hi[order], color=color, alpha=0.25, label=f"{label} {level:.0%} band"
+    )
     ax.plot(xo, mid[order], color=color, lw=1.6, label=f"{label} {center}")
     ax.plot(xo, lo[order], color=color, lw=0.6, label="_lower")
     ax.plot(xo, hi[order], color=color, lw=0.6, label="_upper")

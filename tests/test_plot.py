@@ -134,7 +134,7 @@ def test_predictive_band_is_the_quantiles_of_the_draws():
     )
     np.testing.assert_allclose(by_label(ax, "_upper").get_xdata(), np.sort(xs))
     np.testing.assert_allclose(by_label(ax, "truth").get_ydata(), np.sin(np.pi * xs)[order])
-    (band,) = [c for c in ax.collections if c.get_label() == "80% band"]
+    (band,) = [c for c in ax.collections if c.get_label() == "posterior 80% band"]
     ys = band.get_paths()[0].vertices[:, 1]
     assert ys.min() == pytest.approx(np.quantile(flat, 0.1, axis=0).min())
     assert ys.max() == pytest.approx(np.quantile(flat, 0.9, axis=0).max())
