@@ -12,6 +12,7 @@ from .lower.evaluate import model_key
 from .lower.program import Program, split_module
 from .solve.driver import Solver
 from .solve.history import History
+from .solve.streams import key_streams
 from .trace.model import Model, Network, Parameter
 from .trace.node import Placeholder, as_node
 
@@ -28,8 +29,9 @@ class Crux:
     def __init__(self, constraints: Sequence[Placeholder], *, seed: int = 0):
         if not isinstance(seed, int):
             raise TypeError(f"jno.core: seed must be an int, got {type(seed).__name__}")
-        self.program = Program(constraints, seed=seed)
-        self.solver = Solver(self.program, seed)
+        self.streams = key_streams(seed)
+        self.program = Program(constraints, noise_key=self.streams.noise)
+        self.solver = Solver(self.program, self.streams)
         self.seed = seed
 
     @property

@@ -19,6 +19,8 @@ import numpy as np
 from .config import (
     EnsembleSettings,
     VISettings,
+    factory_name,
+    kernel_family,
     make_bayes_settings,
 )
 from .node import Placeholder, as_node, common_pointset
@@ -163,12 +165,11 @@ class Model:
             )
         if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
             raise TypeError(f"{self.where}: .vi(optimizer=...) needs an optax transformation")
-        from .config import factory_name
-
-        if factory_name(vi_factory) != "meanfield_vi":
+        family = kernel_family(vi_factory, self.where)
+        if not family.variational:
             raise ValueError(
                 f"{self.where}: .vi() supports blackjax.meanfield_vi (a diagonal Gaussian q), got "
-                f"{factory_name(vi_factory)!r}; full-rank VI is not wired into the solver yet."
+                f"{factory_name(vi_factory)!r}; for MCMC kernels use .bayesian()."
             )
         for arg, value in (("num_samples", num_samples), ("posterior_draws", posterior_draws)):
             if not isinstance(value, int) or value < 1:
@@ -184,6 +185,7 @@ class Model:
             )
         settings = VISettings(
             factory=vi_factory,
+            family=family,
             optimizer=optimizer,
             num_samples=num_samples,
             posterior_draws=posterior_draws,
