@@ -20,6 +20,17 @@ def fn(f, *args, name=None, **kwargs):
     return apply(f, *args, name=name or getattr(f, "__name__", "fn"), **kwargs)
 
 
+def __getattr__(name):
+    # jno.plot needs matplotlib (optional): imported on first use, never by ``import jno``.
+    if name == "plot":
+        import importlib
+
+        module = importlib.import_module(".plot", __name__)
+        globals()["plot"] = module
+        return module
+    raise AttributeError(f"module 'jno' has no attribute {name!r}")
+
+
 _log = _logging.getLogger("jno")
 if not _log.handlers and not _logging.getLogger().handlers:
     _handler = _logging.StreamHandler()

@@ -61,6 +61,27 @@ def rmse(prediction: ArrayLike, target: ArrayLike) -> jax.Array:
     return jnp.sqrt(jnp.mean((jnp.asarray(prediction) - jnp.asarray(target)) ** 2))
 
 
+def predictive_band(pred_means: ArrayLike, sigma_obs: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """Posterior-predictive mean and total standard deviation (epistemic + aleatoric).
+
+    ``pred_means`` is ``(M, N)`` (M members or draws, N points); returns ``(mean, total_std)``,
+    each ``(N,)``: ``mean = pred_means.mean(0)`` and ``total_std = sqrt(Var_m f_m + σ²)``
+    with the population variance (``ddof=0``) over the M predictions. The tutorial's band is
+    ``mean ± 2 total_std``. ``sigma_obs`` is a scalar or broadcasts to ``(N,)``.
+    """
+    means = jnp.asarray(pred_means)
+    if means.ndim < 1 or means.shape[0] < 1:
+        raise ValueError(
+            f"predictive_band: pred_means must be (M, N) with M >= 1 predictions, got shape "
+            f"{means.shape}"
+        )
+    sigma = jnp.asarray(sigma_obs, means.dtype)
+    if not isinstance(sigma, jax.core.Tracer) and bool(jnp.any(sigma < 0)):
+        raise ValueError("predictive_band: sigma_obs must be >= 0 (a standard deviation)")
+    mean = jnp.mean(means, axis=0)
+    return mean, jnp.sqrt(jnp.var(means, axis=0) + sigma**2)
+
+
 def _components(pred_means: ArrayLike, sigma: ArrayLike) -> tuple[jax.Array, jax.Array]:
     means = jnp.asarray(pred_means)
     if means.ndim != 2:

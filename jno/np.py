@@ -96,7 +96,7 @@ def parameter(shape, key=None, name: str | None = None, init: float | None = Non
         name: shown in logs and history (``"a"``).
         init: a constant start value.
     """
-    shape = tuple(shape) if not isinstance(shape, int) else (shape,)
+    shape = _parameter_shape(shape, name)
     if init is not None:
         value = jnp.full(shape, init, dtype=default_float())
     elif key is not None:
@@ -104,6 +104,26 @@ def parameter(shape, key=None, name: str | None = None, init: float | None = Non
     else:
         value = jnp.zeros(shape, dtype=default_float())
     return Parameter(value, name=name)
+
+
+def _parameter_shape(shape, name) -> tuple[int, ...]:
+    """``shape`` as a tuple of non-negative ints, or a clear error naming the parameter."""
+    where = f"jno.np.parameter(shape={shape!r}{'' if name is None else f', name={name!r}'})"
+    hint = "shape must be an int or a tuple of ints, e.g. (1,) or (3, 2)"
+    if isinstance(shape, (bool, _np.bool_)):
+        raise TypeError(f"{where}: {hint}")
+    if isinstance(shape, (int, _np.integer)):
+        shape = (shape,)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{where}: {hint}") from None
+    for d in dims:
+        if isinstance(d, (bool, _np.bool_)) or not isinstance(d, (int, _np.integer)):
+            raise TypeError(f"{where}: dimension {d!r} ({type(d).__name__}) is not an int; {hint}")
+        if d < 0:
+            raise ValueError(f"{where}: dimension {int(d)} is negative; dimensions are >= 0")
+    return tuple(int(d) for d in dims)
 
 
 __all__ = [

@@ -120,3 +120,35 @@ def test_mismatched_data_raises(runner):
         runner.run(jr.PRNGKey(0), jnp.zeros(5), jnp.zeros(6), num_epochs=1)
     with pytest.raises(ValueError, match="prior_weight"):
         EnsembleMAP(log_joint, init_mlp, optax.adam(1e-2), prior_weight=-0.1)
+
+
+def _same_result(a, b):
+    np.testing.assert_array_equal(np.asarray(a.losses), np.asarray(b.losses))
+    for p, q in zip(jax.tree.leaves(eqx.filter(a.params, eqx.is_array)),
+                    jax.tree.leaves(eqx.filter(b.params, eqx.is_array))):
+        np.testing.assert_array_equal(np.asarray(p), np.asarray(q))
+
+
+def test_run_accepts_pyrox_and_numpyro_argument_order(runner, data):
+    """``run(seed, num_epochs, x, y)`` (pyrox, NumPyro) and ``run(seed, x, y, num_epochs)``
+    are the same call: the int after ``seed`` is the epoch count."""
+    x, y = data
+    seed = jr.PRNGKey(5)
+    ref = runner.run(seed, x, y, 3)
+    assert np.asarray(ref.losses).shape == (E, 3)
+    _same_result(runner.run(seed, 3, x, y), ref)
+    _same_result(runner.run(seed, np.int64(3), x, y), ref)
+    _same_result(runner.run(seed, num_epochs=3, x=x, y=y), ref)
+    _same_result(runner.run(seed, 3, x, y, batch_size=6), runner.run(seed, x, y, 3, 6))
+
+
+def test_run_argument_errors_name_both_orders(runner, data):
+    x, y = data
+    with pytest.raises(TypeError, match=r"num_epochs must be an int.*run\(seed, num_epochs, x, y\)"):
+        runner.run(jr.PRNGKey(0), x, y, 3.0)
+    with pytest.raises(TypeError, match="missing num_epochs"):
+        runner.run(jr.PRNGKey(0), x, y)
+    with pytest.raises(TypeError, match="both by position and by keyword"):
+        runner.run(jr.PRNGKey(0), 3, x, y, num_epochs=3)
+    with pytest.raises(ValueError, match="num_epochs must be >= 1"):
+        runner.run(jr.PRNGKey(0), 0, x, y)

@@ -123,3 +123,16 @@ def test_invalid_settings_raise():
         EnsembleVI(log_joint, init_w, optax.sgd(0.1), num_particles=0)
     with pytest.raises(ValueError, match="kl_weight"):
         EnsembleVI(log_joint, init_w, optax.sgd(0.1), kl_weight=-1.0)
+
+
+def test_run_accepts_pyrox_and_numpyro_argument_order():
+    X, y = design("correlated")
+    vi = EnsembleVI(log_joint, init_w, optax.adam(1e-2), ensemble_size=2, num_particles=4)
+    seed = jr.PRNGKey(3)
+    ref = vi.run(seed, X, y, 5)
+    for other in (vi.run(seed, 5, X, y), vi.run(seed, num_epochs=5, x=X, y=y)):
+        np.testing.assert_array_equal(np.asarray(other.losses), np.asarray(ref.losses))
+        np.testing.assert_array_equal(np.asarray(other.params.loc), np.asarray(ref.params.loc))
+    assert np.asarray(ref.losses).shape == (2, 5)
+    with pytest.raises(TypeError, match="EnsembleVI.run: num_epochs must be an int"):
+        vi.run(seed, X, y, X)

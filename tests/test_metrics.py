@@ -122,3 +122,18 @@ def test_bad_inputs_raise(mixture):
         metrics.summary(mixture, 0.1, mixture[0], mixture[0], levels=[0.5, 0.9])
     with pytest.raises(ValueError, match=r"\(M, N\)"):
         metrics.mixture_nll(mixture[0], 0.1, mixture[0])
+
+
+def test_predictive_band_against_hand_computation():
+    # three members on two points: means (1+2+6)/3 = 3 and (0+0+3)/3 = 1; population
+    # variances ((1-3)²+(2-3)²+(6-3)²)/3 = 14/3 and (1+1+4)/3 = 2; σ = 0.5 adds 0.25
+    preds = np.array([[1.0, 0.0], [2.0, 0.0], [6.0, 3.0]])
+    mean, total_std = metrics.predictive_band(preds, 0.5)
+    np.testing.assert_allclose(mean, [3.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(total_std, [np.sqrt(14 / 3 + 0.25), np.sqrt(2.25)], rtol=1e-6)
+    # one member: the band is the aleatoric noise alone; σ may vary per point
+    mean1, std1 = metrics.predictive_band(preds[:1], np.array([0.1, 0.2]))
+    np.testing.assert_allclose(mean1, preds[0], rtol=1e-6)
+    np.testing.assert_allclose(std1, [0.1, 0.2], rtol=1e-6)
+    with pytest.raises(ValueError, match="sigma_obs"):
+        metrics.predictive_band(preds, -1.0)

@@ -15,6 +15,8 @@ import pytest
 
 import jno
 
+from stats import assert_gaussian_within
+
 SIGMA = np.array([1.0, 0.5])  # noise std of each component
 TRUE = (1.0, -2.0)
 PRIOR_SIGMA = 10.0
@@ -91,12 +93,10 @@ def test_vi_recovers_product_of_gaussians(calibrated):
     samples = np.asarray(p.posterior_samples)
     assert samples.shape == (1, 20000, 2)
     mean, std = exact(data, SIGMA)
-    got_mean, got_std = samples.mean(axis=(0, 1)), samples.std(axis=(0, 1))
-    # 5 % of a posterior std for the mean (the draws' own MC error is 0.7 %), 5 % for the std
-    np.testing.assert_array_less(np.abs(got_mean - mean), 0.05 * std)
-    np.testing.assert_array_less(np.abs(got_std / std - 1), 0.05)
-    # the two components have different widths: VI did not share one scale
-    assert got_std[0] / got_std[1] == pytest.approx(2.0, rel=0.05)
+    # 20000 i.i.d. draws of q: the mean at 4 MCSE (2.8 % of a posterior sd), the sd at 5 MCSE
+    # (2.5 %); q itself is at the optimum to well below that (the ELBO test below)
+    assert_gaussian_within(samples, mean, std, what="p")
+    assert std[0] / std[1] == pytest.approx(2.0, rel=1e-3)  # two widths: no shared scale
 
 
 def test_vi_eval_pushes_draws_through(calibrated):
@@ -141,8 +141,7 @@ def test_gaussian_likelihood_is_not_tempered():
     p, _, _, data = fit_vi("gaussian", scale=100.0, draws=20000, steps=2000)
     samples = np.asarray(p.posterior_samples)
     mean, std = exact(data, SIGMA)
-    np.testing.assert_array_less(np.abs(samples.mean(axis=(0, 1)) - mean), 0.05 * std)
-    np.testing.assert_array_less(np.abs(samples.std(axis=(0, 1)) / std - 1), 0.05)
+    assert_gaussian_within(samples, mean, std, what="p")
 
 
 @pytest.mark.parametrize("scale", ["default", "calibrated"])
@@ -158,13 +157,11 @@ def test_mse_likelihood_scale(scale):
     p, _, _, data = fit_vi("mse", scale=lam, draws=20000)
     samples = np.asarray(p.posterior_samples)
     mean, std = exact(data, np.full(2, np.sqrt(m / (2 * lam))))
-    got_mean, got_std = samples.mean(axis=(0, 1)), samples.std(axis=(0, 1))
-    np.testing.assert_array_less(np.abs(got_mean - mean), 0.05 * std)
-    np.testing.assert_array_less(np.abs(got_std / std - 1), 0.05)
+    assert_gaussian_within(samples, mean, std, what="p")
     if scale == "default":
-        assert np.all(got_std > 0.9)  # about 1: the data support ~0.1 (PITFALLS 5)
-    else:
-        np.testing.assert_allclose(got_std, sigma / np.sqrt(n), rtol=0.05)
+        assert np.all(std > 0.9)  # about 1: the data support ~0.1 (PITFALLS 5)
+    else:  # the calibrated scale is the .gaussian(std=σ) posterior (the prior adds 0.03 %)
+        np.testing.assert_allclose(std, sigma / np.sqrt(n), rtol=1e-3)
 
 
 def test_vi_and_bayesian_are_mutually_exclusive():
@@ -232,7 +229,22 @@ def test_vi_and_mcmc_models_coexist():
     assert sa.shape == (1, 1000, 1) and sb.shape == (1, 1000, 1)
     assert set(history.elbo) == {"'a'"}
     for i, s in enumerate((sa, sb)):
-        ess = float(jno.bayesian.ess(s[..., 0]))
-        assert abs(s.mean() - mean[i]) < 4 * std[i] / np.sqrt(ess), (i, s.mean(), mean[i])
-        assert abs(s.std() / std[i] - 1) < 0.1, (i, s.std(), std[i])
+        assert_gaussian_within(s[..., 0], mean[i], std[i], what="ab"[i])
     assert "acceptance_rate" in b.posterior_diagnostics
+
+
+@pytest.mark.parametrize("at_position", [True, False])
+def test_vi_initial_q_from_init_mu_at_position_and_init_log_std(at_position):
+    """With a zero learning rate q never moves, so the posterior draws after one step are
+    draws of the initial q: mean = the parameter's start (init_mu_at_position=True) or 0
+    (False), sd = exp(init_log_std). 20000 i.i.d. draws: mean at 4 MCSE, sd at 5 MCSE."""
+    dom, x, target = problem()
+    p = jno.np.parameter((2,), name="p", init=2.5)
+    p.vi(blackjax.meanfield_vi, optimizer=optax.sgd(0.0), num_samples=4,
+         posterior_draws=20000, init_mu_at_position=at_position, init_log_std=-1.0)
+    crux = jno.core([(p - target).gaussian(std=jnp.asarray(SIGMA, jnp.float32))], seed=4)
+    crux.solve(1)
+    samples = np.asarray(p.posterior_samples)
+    assert samples.shape == (1, 20000, 2)
+    start = 2.5 if at_position else 0.0
+    assert_gaussian_within(samples, np.full(2, start), np.full(2, np.exp(-1.0)), what="q0")

@@ -1,4 +1,5 @@
-"""Bayesian tools: priors, convergence diagnostics, log-density initializers, arviz export.
+"""Bayesian tools: priors, convergence diagnostics, log-density initializers, arviz export and
+saved posteriors.
 
 Submodules load on first use, so ``import jno`` stays light.
 """
@@ -14,6 +15,8 @@ _LAZY = {
     "summary": ("jno.bayesian.diagnostics", "summary"),
     "format_summary": ("jno.bayesian.diagnostics", "format_summary"),
     "to_arviz": ("jno.bayesian.export", "to_arviz"),
+    "save_posterior": ("jno.bayesian.export", "save_posterior"),
+    "load_posterior": ("jno.bayesian.export", "load_posterior"),
     "pathfinder": ("jno.bayesian.initializers", "pathfinder"),
     "laplace": ("jno.bayesian.initializers", "laplace"),
     "svgd": ("jno.bayesian.initializers", "svgd"),

@@ -2,14 +2,17 @@
 
 ``domain`` is the user entry point: call it to build a :class:`Domain`
 (``jno.domain(constructor=jno.domain.line(mesh_size=0.01))``) and use its attributes as the
-geometry constructors (``jno.domain.line``, ``.rect``, ``.box``, ``.disk``, ``.points``).
+geometry constructors (``jno.domain.line``, ``.rect``, ``.box``, ``.disk``, ``.polygon``,
+``.ball``, ``.points``) and the set operations (``jno.domain.union``, ``.intersection``,
+``.difference``; also ``a | b``, ``a & b``, ``a - b`` on geometries).
 """
 
 from __future__ import annotations
 
-from . import geometry
+from . import csg, geometry
+from .csg import CSG
 from .domain import Domain
-from .geometry import Box, Disk, Geometry, Points
+from .geometry import Ball, Box, Disk, Geometry, Points, Polygon
 
 
 class _DomainFactory:
@@ -20,7 +23,12 @@ class _DomainFactory:
     rect = staticmethod(geometry.rect)
     box = staticmethod(geometry.box)
     disk = staticmethod(geometry.disk)
+    polygon = staticmethod(geometry.polygon)
+    ball = staticmethod(geometry.ball)
     points = staticmethod(geometry.points)
+    union = staticmethod(csg.union)
+    intersection = staticmethod(csg.intersection)
+    difference = staticmethod(csg.difference)
 
     def __call__(
         self,
@@ -37,4 +45,4 @@ class _DomainFactory:
 
 domain = _DomainFactory()
 
-__all__ = ["Box", "Disk", "Domain", "Geometry", "Points", "domain"]
+__all__ = ["CSG", "Ball", "Box", "Disk", "Domain", "Geometry", "Points", "Polygon", "domain"]

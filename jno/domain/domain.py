@@ -6,7 +6,7 @@ import numpy as np
 
 from ..trace.node import Data, Variable
 from ..trace.pointset import PointSet
-from .geometry import Geometry, sample_from_set
+from .geometry import Geometry
 
 _SPACE_NAMES = ("x", "y", "z")
 
@@ -20,8 +20,9 @@ class Domain:
     """A geometry with named point tags, an optional time axis and a seed for point sampling.
 
     Args:
-        constructor: a geometry from ``line``, ``rect``, ``box``, ``disk`` or ``points``
-            (available as ``jno.domain.line`` etc.).
+        constructor: a geometry from ``line``, ``rect``, ``box``, ``disk``, ``polygon``,
+            ``ball``, ``points``, or a combination by ``union``/``intersection``/``difference``
+            (``a | b``, ``a & b``, ``a - b``); all available as ``jno.domain.line`` etc.
         time: optional ``(t0, t1, nt)``. Every tag's points become the product of its spatial
             points with the ``nt`` equally spaced times, time-major (all spatial points at
             ``t0`` first, so values reshape to ``(nt, n_space)``); the time is the last
@@ -32,7 +33,8 @@ class Domain:
 
     ``dom.variable(tag)`` returns variables on one :class:`~jno.trace.pointset.PointSet` per
     tag, created on first use and reused afterwards, so expressions from separate calls
-    combine point-wise.
+    combine point-wise. ``dom.normal(tag)`` (or ``dom.normal(x)`` for a variable ``x``, sampled
+    or not) gives the outward unit normals as data on that same point set.
     """
 
     def __init__(
@@ -58,7 +60,10 @@ class Domain:
             self.times = np.linspace(float(t0), float(t1), int(nt))
         self.names = _space_names(constructor.dim) + (("t",) if self.has_time else ())
         self._user: dict[str, np.ndarray] = {}  # user tag -> spatial or space-time points
+        self._user_normals: dict[str, np.ndarray] = {}  # user tag -> (N, spatial_dim) normals
         self._pointsets: dict[str, PointSet] = {}
+        # id of every point set made here -> its (N, spatial_dim) normals, or None without.
+        self._made: dict[int, tuple[PointSet, np.ndarray | None]] = {}
         self._draws = 0
 
     # ------------------------------------------------------------------ tags and points
@@ -85,12 +90,14 @@ class Domain:
                 "dom.add_tag(name, points)."
             )
 
-    def add_tag(self, name: str, points) -> None:
+    def add_tag(self, name: str, points, normals=None) -> None:
         """Add a user tag holding the given points.
 
         ``points`` has shape ``(N, d)`` (or ``(N,)`` when ``d == 1``). With a time axis, ``d``
         may be the spatial dimension (the points are then taken at every time node, like the
         built-in tags) or the spatial dimension + 1 (explicit space-time points).
+        ``normals`` (optional, shape ``(N, spatial_dim)``, unit rows) makes the tag a boundary
+        tag for :meth:`normal`.
         """
         if not isinstance(name, str) or not name:
             raise TypeError(f"tag name must be a non-empty string, got {name!r}")
@@ -99,12 +106,34 @@ class Domain:
         array = np.asarray(points, dtype=np.float64)
         if array.ndim == 1:
             array = array[:, None]
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise ValueError(
+                f"tag {name!r}: {bad} point coordinate(s) are NaN or infinite; drop or repair "
+                "those rows before add_tag"
+            )
         allowed = {self.spatial_dim} | ({self.spatial_dim + 1} if self.has_time else set())
         if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] not in allowed:
             raise ValueError(
                 f"tag {name!r}: points must have shape (N, d) with N > 0 and d in "
                 f"{sorted(allowed)} (coordinates {self.names}), got {np.shape(points)}"
             )
+        if normals is not None:
+            nrm = np.asarray(normals, dtype=np.float64)
+            if nrm.ndim == 1 and self.spatial_dim == 1:
+                nrm = nrm[:, None]
+            if nrm.shape != (array.shape[0], self.spatial_dim) or not np.all(np.isfinite(nrm)):
+                raise ValueError(
+                    f"tag {name!r}: normals must be a finite ({array.shape[0]}, "
+                    f"{self.spatial_dim}) array (one spatial vector per point), got shape "
+                    f"{np.shape(normals)}"
+                )
+            length = np.linalg.norm(nrm, axis=1)
+            if not np.allclose(length, 1.0, atol=1e-6):
+                raise ValueError(
+                    f"tag {name!r}: normals must have unit length; divide each row by its norm"
+                )
+            self._user_normals[name] = nrm
         self._user[name] = array
 
     def _with_time(self, space: np.ndarray) -> np.ndarray:
@@ -134,30 +163,57 @@ class Domain:
         with replacement; with a time axis the time is drawn uniformly in ``[t0, t1]`` (``t0``
         for ``"initial"``).
         """
+        return self._sample(tag, n)[0]
+
+    def _sample(self, tag: str, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`sample` and the spatial outward normals at the points (``None`` if none)."""
         self._check_tag(tag)
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
             raise ValueError(f"sample must be a positive integer, got {n!r}")
         rng = np.random.default_rng([self.seed, self._draws])
         self._draws += 1
-        if tag in self._user and self._user[tag].shape[1] == len(self.names):
-            return sample_from_set(self._user[tag], n, rng)
+        normals = None
         if tag in self._user:
-            space = sample_from_set(self._user[tag], n, rng)
+            idx = rng.integers(0, self._user[tag].shape[0], size=n)
+            points = self._user[tag][idx]
+            if tag in self._user_normals:
+                normals = self._user_normals[tag][idx]
+            if points.shape[1] == len(self.names):
+                return points, normals
+            space = points
         else:
-            space = self.geometry.sample("interior" if tag == "initial" else tag, n, rng)
+            space, normals = self.geometry.sample_with_normals(
+                "interior" if tag == "initial" else tag, n, rng
+            )
+            if tag == "initial":
+                normals = None
         if self.times is None:
-            return space
+            return space, normals
         t0, t1 = self.times[0], self.times[-1]
         t = np.full(n, t0) if tag == "initial" else rng.uniform(t0, t1, size=n)
-        return np.concatenate([space, t[:, None]], axis=1)
+        return np.concatenate([space, t[:, None]], axis=1), normals
+
+    def _tag_normals(self, tag: str) -> np.ndarray | None:
+        """The ``(N, spatial_dim)`` normals of the fixed points of ``tag``, or ``None``."""
+        if tag == "initial":
+            return None
+        if tag in self._user:
+            nrm = self._user_normals.get(tag)
+            if nrm is None or self._user[tag].shape[1] == len(self.names):
+                return nrm
+        elif self.geometry.has_normals(tag):
+            nrm = self.geometry.normals(tag)
+        else:
+            return None
+        return nrm if self.times is None else np.tile(nrm, (self.times.size, 1))
 
     # ------------------------------------------------------------------ placeholders
     def pointset(self, tag: str) -> PointSet:
         """The (cached) point set of ``tag``."""
         if tag not in self._pointsets:
-            self._pointsets[tag] = PointSet(
-                self.points(tag), self.names, tag, label=f"{self.geometry.label}.{tag}"
-            )
+            ps = PointSet(self.points(tag), self.names, tag, label=f"{self.geometry.label}.{tag}")
+            self._pointsets[tag] = ps
+            self._made[ps.id] = (ps, self._tag_normals(tag))
         return self._pointsets[tag]
 
     def variable(self, name: str, data=None, *, tag: str | None = None, sample: int | None = None):
@@ -178,6 +234,7 @@ class Domain:
                     f"data {name!r}: cannot attach data to sampled points; attach it to a tag's "
                     "fixed points (dom.variable(name, array, tag=...)) instead"
                 )
+            _check_finite_data(name, data)
             ps = self.pointset("interior" if tag is None else tag)
             if name in ps.data:
                 raise ValueError(f"data {name!r} is already attached to '{ps.label}'; rename it")
@@ -192,17 +249,105 @@ class Domain:
             ps = self.pointset(name)
         else:
             k = self._draws
+            coords, normals = self._sample(name, sample)
             ps = PointSet(
-                self.sample(name, sample),
-                self.names,
-                name,
-                label=f"{self.geometry.label}.{name}[sample {k}]",
+                coords, self.names, name, label=f"{self.geometry.label}.{name}[sample {k}]"
             )
+            self._made[ps.id] = (ps, normals)
         variables = tuple(Variable(ps, i, v) for i, v in enumerate(self.names))
         return variables if self.has_time else variables + (None,)
+
+    def normal(self, where, *, vector: bool = False, sample: int | None = None):
+        """Outward unit normals on a boundary tag, as data on that tag's very point set.
+
+        Args:
+            where: a boundary tag (``"boundary"``, ``"left"``, ``"edge0"``, ``"inner"``, ...),
+                or a coordinate variable returned by :meth:`variable`, which gives the normals
+                on *its* point set; this is how sampled points get their normals::
+
+                    xb, yb, _ = dom.variable("boundary", sample=256)
+                    nx, ny = dom.normal(xb)      # the normals of those 256 points
+
+            vector: return one placeholder with per-point shape ``(spatial_dim,)`` (for
+                ``jno.np.grad(u, [x, y]) @ n``) instead of one per coordinate.
+            sample: not accepted: a separate draw would not match any variables; sample the
+                coordinates with ``dom.variable(tag, sample=n)`` and pass one of them.
+
+        Returns:
+            One :class:`~jno.trace.node.Data` of per-point shape ``(1,)`` per *spatial*
+            coordinate (``nx, ny = dom.normal("boundary")``; no time entry), or with
+            ``vector=True`` a single ``(spatial_dim,)`` one. With a time axis the normals are
+            repeated at every time. Data names are ``n_x``, ``n_y``, ... and ``n``.
+
+        Raises:
+            ValueError: for a tag without normals (``"interior"``, ``"initial"``, user tags
+            added without ``normals=``), or a variable of another domain.
+        """
+        if sample is not None:
+            raise ValueError(
+                "dom.normal(tag, sample=n) would draw points unrelated to your variables; draw "
+                "them with xb, yb, _ = dom.variable(tag, sample=n) and call dom.normal(xb)"
+            )
+        if isinstance(where, str):
+            ps = self.pointset(where)
+        elif isinstance(where, Variable):
+            ps = where.pointset
+            if ps.id not in self._made or self._made[ps.id][0] is not ps:
+                raise ValueError(
+                    f"dom.normal({where.var_name}): that variable lives on point set "
+                    f"'{ps.label}', which this domain did not make; call normal() on the domain "
+                    "whose variable() returned it"
+                )
+        else:
+            raise TypeError(
+                "dom.normal(where): where must be a tag name or a coordinate variable from "
+                f"dom.variable(...), got {type(where).__name__}"
+            )
+        normals = self._made[ps.id][1]
+        if normals is None:
+            with_normals = [t for t in self.tags if self._tag_normals(t) is not None]
+            raise ValueError(
+                f"tag {ps.tag!r} ({ps.label}) has no outward normals: they exist on boundary "
+                f"tags only ({', '.join(repr(t) for t in with_normals) or 'none here'}); "
+                "give a user tag normals with dom.add_tag(name, points, normals=...)"
+            )
+        spatial = self.names[: self.spatial_dim]
+        names = [f"n_{c}" for c in spatial] + ["n"]
+        arrays = [normals[:, i : i + 1] for i in range(self.spatial_dim)] + [normals]
+        for name, array in zip(names, arrays):
+            if name in ps.data:
+                if not np.array_equal(ps.data[name], array.astype(ps.data[name].dtype)):
+                    raise ValueError(
+                        f"data {name!r} on '{ps.label}' is not the normals; the names n, n_x, "
+                        "n_y, ... are reserved for dom.normal(): rename your data"
+                    )
+            else:
+                ps.attach(name, array)
+        if vector:
+            return Data(ps, "n")
+        return tuple(Data(ps, name) for name in names[:-1])
 
     def __repr__(self) -> str:
         time = ""
         if self.times is not None:
             time = f", time=[{self.times[0]}, {self.times[-1]}] x {self.times.size}"
         return f"Domain({self.geometry!r}{time}, seed={self.seed})"
+
+
+def _check_finite_data(name: str, data) -> None:
+    """Reject NaN or infinite entries in data attached with ``dom.variable(name, array)``."""
+    array = np.asarray(data)
+    if array.ndim == 0 or not np.issubdtype(array.dtype, np.inexact):
+        return  # shapes and non-float data are checked when the data is attached
+    finite = np.isfinite(array)
+    if finite.all():
+        return
+    rows = np.nonzero(~finite.reshape(array.shape[0], -1).all(axis=1))[0]
+    nan = int(np.isnan(array).sum())
+    inf = int(array.size - np.count_nonzero(finite) - nan)
+    shown = ", ".join(str(int(r)) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
+    raise ValueError(
+        f"data {name!r}: {nan} NaN and {inf} infinite value(s) (rows {shown}); a likelihood of "
+        "non-finite data is NaN everywhere. Drop those points (with their coordinates), or "
+        "impute them, before dom.variable(name, array)."
+    )

@@ -34,6 +34,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 
 PyTree = Any
 Step = Callable[[PyTree, PyTree, PyTree, jax.Array, float], tuple[PyTree, jax.Array]]
@@ -128,3 +129,52 @@ def scan_epochs(
 
     dynamic, losses = jax.lax.scan(epoch, dynamic, jr.split(key, num_epochs))
     return eqx.combine(dynamic, static), losses.T
+
+
+def _is_count(v: Any) -> bool:
+    """A Python/NumPy integer or a 0-d integer array: an epoch count, never a data set."""
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, (int, np.integer)):
+        return True
+    return getattr(v, "ndim", None) == 0 and jnp.issubdtype(getattr(v, "dtype", None), jnp.integer)
+
+
+def run_arguments(where: str, args: tuple, kwargs: dict) -> tuple[Any, Any, int, int | None]:
+    """``(x, y, num_epochs, batch_size)`` from the arguments of a runner's ``run``.
+
+    Two positional orders are accepted and told apart by where the epoch count (an int) is:
+    pyrox's / NumPyro's ``run(seed, num_epochs, x, y)`` and jno's ``run(seed, x, y,
+    num_epochs)``; ``batch_size`` may follow either. Keywords ``x=``, ``y=``,
+    ``num_epochs=``, ``batch_size=`` fill what the positions leave open.
+    """
+    unknown = set(kwargs) - {"x", "y", "num_epochs", "batch_size"}
+    if unknown:
+        raise TypeError(f"{where}: unexpected keyword argument(s) {sorted(unknown)}")
+    args = list(args)
+    if len(args) > 4:
+        raise TypeError(f"{where}: too many positional arguments ({len(args) + 1} with seed)")
+    if args and _is_count(args[0]):
+        names = ["num_epochs", "x", "y", "batch_size"]  # pyrox / NumPyro order
+    else:  # data is never a bare int, so an int first means the epoch count comes first
+        names = ["x", "y", "num_epochs", "batch_size"]  # jno's order
+    got = dict(zip(names, args))
+    for k, v in kwargs.items():
+        if k in got:
+            raise TypeError(f"{where}: got {k!r} both by position and by keyword")
+        got[k] = v
+    missing = [k for k in ("x", "y", "num_epochs") if k not in got]
+    if missing:
+        raise TypeError(
+            f"{where}: missing {', '.join(missing)}; call run(seed, num_epochs, x, y) "
+            "(pyrox/NumPyro order) or run(seed, x, y, num_epochs)"
+        )
+    num_epochs = got["num_epochs"]
+    if not _is_count(num_epochs):
+        raise TypeError(
+            f"{where}: num_epochs must be an int, got {type(num_epochs).__name__}; call "
+            "run(seed, num_epochs, x, y) (pyrox/NumPyro order) or run(seed, x, y, num_epochs)"
+        )
+    if int(num_epochs) < 1:
+        raise ValueError(f"{where}: num_epochs must be >= 1, got {int(num_epochs)}")
+    return got["x"], got["y"], int(num_epochs), got.get("batch_size")

@@ -23,7 +23,7 @@ import equinox as eqx
 import jax
 import optax
 
-from jno.inference.batching import scan_epochs
+from jno.inference.batching import run_arguments, scan_epochs
 from jno.inference.state import EnsembleResult, EnsembleState, ensemble_init
 from jno.inference.step import LogJoint, ensemble_step
 
@@ -104,20 +104,18 @@ class EnsembleMAP(eqx.Module):
         """
         return _fit(self, state, x, y, key, num_epochs, batch_size)
 
-    def run(
-        self,
-        seed: jax.Array,
-        x: PyTree,
-        y: PyTree,
-        num_epochs: int,
-        batch_size: int | None = None,
-    ) -> EnsembleResult:
+    def run(self, seed: jax.Array, *args: Any, **kwargs: Any) -> EnsembleResult:
         """Initialise and train; ``seed`` splits into ``(init_key, data_key)``.
+
+        Called as ``run(seed, num_epochs, x, y, batch_size=None)`` (pyrox's and NumPyro's
+        order) or ``run(seed, x, y, num_epochs, batch_size=None)``; an int right after
+        ``seed`` is the epoch count (see :func:`~jno.inference.batching.run_arguments`).
 
         Equivalent to ``init(init_key)`` followed by ``fit(state, x, y, data_key, ...)``,
         i.e. to a Python loop over :meth:`update` on the batches of
         :func:`~jno.inference.batching.epoch_batches`.
         """
+        x, y, num_epochs, batch_size = run_arguments("EnsembleMAP.run", args, kwargs)
         init_key, data_key = jax.random.split(seed)
         state, losses = self.fit(self.init(init_key), x, y, data_key, num_epochs, batch_size)
         return EnsembleResult(params=state.params, losses=losses)

@@ -40,7 +40,7 @@ import jax.random as jr
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jno.inference.batching import scan_epochs
+from jno.inference.batching import run_arguments, scan_epochs
 from jno.inference.state import EnsembleResult, EnsembleState, ensemble_init
 from jno.inference.step import LogJoint, ensemble_predict, member_update
 
@@ -189,19 +189,17 @@ class EnsembleVI(eqx.Module):
         """
         return _fit(self, state, x, y, key, num_epochs, batch_size)
 
-    def run(
-        self,
-        seed: jax.Array,
-        x: PyTree,
-        y: PyTree,
-        num_epochs: int,
-        batch_size: int | None = None,
-    ) -> EnsembleResult:
+    def run(self, seed: jax.Array, *args: Any, **kwargs: Any) -> EnsembleResult:
         """Initialise and train; ``seed`` splits into ``(init_key, data_key)``.
+
+        Called as ``run(seed, num_epochs, x, y, batch_size=None)`` (pyrox's and NumPyro's
+        order) or ``run(seed, x, y, num_epochs, batch_size=None)``; an int right after
+        ``seed`` is the epoch count (see :func:`~jno.inference.batching.run_arguments`).
 
         Returns:
             :class:`EnsembleResult` whose ``params`` is the stacked :class:`MeanFieldGaussian`.
         """
+        x, y, num_epochs, batch_size = run_arguments("EnsembleVI.run", args, kwargs)
         init_key, data_key = jr.split(seed)
         state, losses = self.fit(self.init(init_key), x, y, data_key, num_epochs, batch_size)
         return EnsembleResult(params=state.params, losses=losses)

@@ -1,11 +1,23 @@
-"""Neural-network models: wrap any equinox module, build MLPs, add LoRA adapters."""
+"""Neural-network models: wrap any equinox module, build MLPs and operator networks.
+
+Point-wise networks (called on one point, ``(in_features,) -> (out_features,)``):
+:func:`mlp`, :func:`fourier_mlp` (random Fourier features), :func:`modified_mlp` (Wang, Teng &
+Perdikaris 2021), :func:`rwf_mlp` (random weight factorisation). Operator networks:
+:class:`DeepONet` (``net(u_sensors, y)``) and the Fourier neural operators :func:`fno1d` and
+:func:`fno2d` (one sampled function in, one out). See ``docs/networks.md``.
+"""
 
 from __future__ import annotations
 
 from ..trace.model import Network
+from .deeponet import DeepONet
+from .fno import FNO, SpectralConv1d, SpectralConv2d, fno1d, fno2d
+from .fourier import FourierFeatures, FourierMLP, fourier_mlp
 from .lora import LoRALinear, lora_mask, merge_lora
 from .lora import lora as lora_module
 from .mlp import MLP, mlp
+from .modified_mlp import ModifiedMLP, modified_mlp
+from .rwf import RWFMLP, RWFLinear, rwf_mlp
 
 
 def wrap(module, name: str | None = None) -> Network:
@@ -17,4 +29,27 @@ def wrap(module, name: str | None = None) -> Network:
     return Network(module, name=name)
 
 
-__all__ = ["MLP", "LoRALinear", "Network", "lora_mask", "lora_module", "merge_lora", "mlp", "wrap"]
+__all__ = [
+    "FNO",
+    "MLP",
+    "RWFMLP",
+    "DeepONet",
+    "FourierFeatures",
+    "FourierMLP",
+    "LoRALinear",
+    "ModifiedMLP",
+    "Network",
+    "RWFLinear",
+    "SpectralConv1d",
+    "SpectralConv2d",
+    "fno1d",
+    "fno2d",
+    "fourier_mlp",
+    "lora_mask",
+    "lora_module",
+    "merge_lora",
+    "mlp",
+    "modified_mlp",
+    "rwf_mlp",
+    "wrap",
+]

@@ -20,6 +20,26 @@ def _glorot_linear(in_features: int, out_features: int, key: jax.Array) -> eqx.n
     return eqx.tree_at(lambda m: (m.weight, m.bias), layer, (weight, bias))
 
 
+def _hidden_widths(hidden_dims: int | Sequence[int], num_layers: int) -> list[int]:
+    """The list of hidden widths from ``hidden_dims`` (an int or a sequence) and
+    ``num_layers`` (used when ``hidden_dims`` is an int), validated."""
+    if isinstance(hidden_dims, Integral):
+        if not isinstance(num_layers, Integral) or num_layers < 0:
+            raise ValueError(f"num_layers must be an integer >= 0, got {num_layers!r}")
+        widths = [hidden_dims] * int(num_layers)
+    else:
+        widths = list(hidden_dims)
+    _check_widths([("hidden_dims", w) for w in widths])
+    return [int(w) for w in widths]
+
+
+def _check_widths(checks: Sequence[tuple[str, object]]) -> None:
+    """Raise ``ValueError`` unless every ``(name, value)`` value is a positive integer."""
+    for name, value in checks:
+        if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 class MLP(eqx.Module):
     """``in_features -> hidden layers (activation) -> output_layer (linear)`` on one point.
 
@@ -94,15 +114,6 @@ def mlp(
     activations and their input-derivatives, which PINN residuals are built from, of order one
     through the depth.
     """
-    if isinstance(hidden_dims, Integral):
-        if not isinstance(num_layers, Integral) or num_layers < 0:
-            raise ValueError(f"num_layers must be an integer >= 0, got {num_layers!r}")
-        widths = [hidden_dims] * int(num_layers)
-    else:
-        widths = list(hidden_dims)
-    checks = [("in_features", in_features), ("out_features", out_features)]
-    checks += [("hidden_dims", w) for w in widths]
-    for name, value in checks:
-        if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    widths = _hidden_widths(hidden_dims, num_layers)
+    _check_widths([("in_features", in_features), ("out_features", out_features)])
     return MLP(int(in_features), int(out_features), [int(w) for w in widths], activation, key=key)
