@@ -10,10 +10,11 @@ import numpy as np
 
 from .lower.evaluate import model_key
 from .lower.program import Program, split_module
+from .nn.network import Network
 from .solve.driver import Solver
 from .solve.history import History
 from .solve.streams import key_streams
-from .trace.model import Model, Network, Parameter
+from .trace.model import Model, Parameter
 from .trace.node import Placeholder, as_node
 
 

@@ -23,7 +23,7 @@ from .config import (
     kernel_family,
     make_bayes_settings,
 )
-from .node import Placeholder, as_node, common_pointset
+from .node import Placeholder
 from .pointset import default_float
 
 _model_ids = itertools.count(1)
@@ -89,7 +89,7 @@ class Model:
 
         ``mask`` is a pytree of booleans with the structure of ``model.module``.
         """
-        mask = _check_mask(self, mask)
+        mask = check_mask(self, mask)
         self._pending_mask = mask
         return self
 
@@ -222,20 +222,6 @@ class Model:
         self.ensemble_settings = EnsembleSettings(size, optimizer, float(prior_weight), prior)
         return self
 
-    def lora(self, rank: int, alpha: float = 1.0, *, key=None) -> Model:
-        """Add low-rank adapters ``W + (alpha/rank)·B A`` to every ``eqx.nn.Linear`` of the
-        network (``B = 0`` at start, so the output is unchanged). The next ``.bayesian()`` /
-        ``.vi()`` acts on the adapter leaves only; ``.optimizer()`` trains only them too
-        (the base weights are held by a stop-gradient)."""
-        if isinstance(self, Parameter):
-            raise TypeError(f"{self.where}: .lora() applies to networks, not parameters")
-        from ..nn.lora import lora, lora_mask
-
-        key = jax.random.PRNGKey(self.uid) if key is None else key
-        self.module = lora(self.module, rank, alpha, key=key)
-        self._lora_mask = _check_mask(self, lora_mask(self.module))
-        return self
-
     def _add_group(self, group: Group) -> None:
         group.mask = self._pending_mask if self._pending_mask is not None else self._lora_mask
         self._pending_mask = None
@@ -280,46 +266,7 @@ class Parameter(Model, Placeholder):
         Placeholder.__init__(self, (), None, value.shape, value.dtype)
 
 
-class Network(Model):
-    """A wrapped equinox module; calling it on placeholders builds a model-call node."""
-
-    kind = "net"
-
-    def __init__(self, module, name: str | None = None):
-        if not isinstance(module, eqx.Module) and not callable(module):
-            raise TypeError(f"jno.nn.wrap needs an equinox module, got {type(module).__name__}")
-        super().__init__(module, name)
-
-    def __call__(self, *args) -> Placeholder:
-        return ModelCall(self, [as_node(a) for a in args])
-
-    def __repr__(self) -> str:
-        return f"<jno network '{self.model_name}'>"
-
-
-class ModelCall(Placeholder):
-    """``network(*args)`` evaluated point-wise."""
-
-    op = "call"
-
-    def __init__(self, model: Network, args):
-        pointset = common_pointset(args, f"{model.model_name}(...)")
-        self.model = model
-        try:
-            out = eqx.filter_eval_shape(
-                lambda m, *a: m(*a), model.module, *[a.abstract() for a in args]
-            )
-        except Exception as err:
-            shapes = ", ".join(str(a.shape) for a in args)
-            raise ValueError(
-                f"model '{model.model_name}' cannot be called on per-point inputs of shape "
-                f"{shapes}: {err}. Concatenate coordinates with jno.np.concat([x, y], axis=-1) "
-                "to match the network's input size."
-            ) from None
-        super().__init__(args, pointset, out.shape, out.dtype)
-
-
-def _check_mask(model: Model, mask):
+def check_mask(model: Model, mask):
     """Validate a leaf-level boolean mask and return it as a pytree of Python bools."""
     if jax.tree.structure(mask) != jax.tree.structure(model.module):
         raise ValueError(
