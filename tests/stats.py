@@ -94,9 +94,13 @@ def assert_mean_within(draws, truth, n_mcse: float = 4.0, *, sd=None, bias=0.0, 
         assert abs(got - t) < tol, msg
 
 
-def assert_sd_within(draws, truth_sd, n_mcse: float = 5.0, *, bias=0.0, what="sd"):
+def assert_sd_within(draws, truth_sd, n_mcse: float = 5.0, *, bias=0.0, what="sd",
+                     sqrt2_guard: bool = True):
     """``|sd(draws) - truth_sd| < n_mcse · MCSE_sd + bias``, and the tolerance is below
-    ``SQRT2_FRACTION · truth_sd`` (enough draws to catch a factor-√2 error)."""
+    ``SQRT2_FRACTION · truth_sd`` (enough draws to catch a factor-√2 error).
+
+    ``sqrt2_guard=False`` drops the second check, only for runs whose draws a test cannot
+    choose (a tutorial's); the caller says so in a comment."""
     for idx, d, t in _components(draws, truth_sd):
         mcse, ess = mcse_sd(d)
         tol = n_mcse * mcse + bias
@@ -106,7 +110,7 @@ def assert_sd_within(draws, truth_sd, n_mcse: float = 5.0, *, bias=0.0, what="sd
                f"({100 * (got / t - 1):+.1f} %) vs tolerance {tol:.3g} = {n_mcse} MCSE_sd "
                f"({mcse:.3g}, ESS of squared deviations {ess:.0f})"
                + (f" + bias {bias:.3g}" if bias else ""))
-        assert tol < SQRT2_FRACTION * t, (
+        assert not sqrt2_guard or tol < SQRT2_FRACTION * t, (
             f"{msg}: too few draws to catch a factor-√2 error (tolerance must be < "
             f"{SQRT2_FRACTION} x truth)"
         )

@@ -71,10 +71,13 @@ def test_nuts_mse_with_likelihood_scale():
 
 
 def test_hmc_calibrated():
-    # L = 8 leapfrog steps of the adapted size is close to half a period of this Gaussian: the
-    # chain of `a` then nearly oscillates (ESS_bulk ~40 of 4000 draws, an sd MCSE of 7 %), too
-    # few effective draws for a 5-MCSE sd tolerance below 20 %. L = 5 mixes (ESS > 4000).
-    dom, data, a, b, _ = fit(blackjax.hmc, "gaussian", num_integration_steps=5)
+    # Fixed-length HMC resonates when L·ε is near a multiple of the whitened period 2π: the
+    # chain then nearly returns to its start (measured: L = 8 gave ESS_bulk 38 of 4000 draws
+    # natively, L = 5 an ESS of the squared deviations of 117 under SSE4_2), too few effective
+    # draws for a 5-MCSE sd tolerance below 20 %. Those two resonances put the adapted ε at
+    # 0.7-1.3 in whitened units; L = 3 keeps L·ε in [2.1, 3.9], near π (antithetic, ESS > N)
+    # and far from 2π. Passes natively and under SSE4_2 and AVX2.
+    dom, data, a, b, _ = fit(blackjax.hmc, "gaussian", num_integration_steps=3)
     mean, std = exact(dom, data, SIGMA**2)
     check(a.posterior_samples, b.posterior_samples, mean, std)
 

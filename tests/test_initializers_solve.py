@@ -23,6 +23,8 @@ import pytest
 import jno
 from jno.bayesian.initializers import BayesianInitializer
 
+from stats import assert_gaussian_within, assert_mean_within
+
 SIGMA = 0.2  # observation noise
 N_OBS = 25
 XS = np.linspace(0.0, 1.0, N_OBS)[:, None]
@@ -268,9 +270,8 @@ def test_pathfinder_then_window_adaptation_needs_fewer_gradients(record_property
     assert 0 < pf_init < 200
     assert pf_init + pf_solver < 0.5 * pl_solver
     # both sample the right posterior (4 Monte-Carlo standard errors)
-    for chain, ess in ((pf_chain, pf_ess), (pl_chain, pl_ess)):
-        se = np.sqrt(np.diag(cov) / ess)
-        assert np.all(np.abs(chain.mean(axis=(0, 1)) - mean) < 4 * se)
+    for chain in (pf_chain, pl_chain):
+        assert_mean_within(np.asarray(chain), mean, 4.0, sd=np.sqrt(np.diag(cov)))
 
 
 # ----------------------------------------------------------------------------- SVGD
@@ -308,10 +309,7 @@ def test_svgd_starts_and_mass_matrix():
     ratio = imm[0] / np.diag(cov)
     assert np.all((ratio > 0.1) & (ratio < 1.5)), ratio
     np.testing.assert_array_equal(tuned(crux)["step_size"], np.full(4, 0.5, np.float32))
-    chain = theta.posterior_samples
-    ess = np.asarray(jno.bayesian.ess(chain))
-    assert np.all(np.abs(chain.mean(axis=(0, 1)) - mean) < 4 * sd / np.sqrt(ess))
-    np.testing.assert_allclose(chain.std(axis=(0, 1)), sd, rtol=0.15)
+    assert_gaussian_within(np.asarray(theta.posterior_samples), mean, sd, what="theta")
 
 
 # ----------------------------------------------------------------------------- behaviour matrix

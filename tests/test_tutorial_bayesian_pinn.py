@@ -10,10 +10,9 @@ Independent truths used here:
 
 Thresholds. The median's relative L2 error must stay below the relative posterior spread
 ||sd|| / ||u*|| (0.0116 at λ = 1e4): a median further from the truth than one posterior sd
-would make the truth an implausible draw. Measured over four network initialisations: NUTS
-0.0005–0.0016, tuned SGLD 0.0013–0.0083 (0.0049 with the tutorial's settings). Mean band
-widths measured: NUTS 0.0256–0.0275, SGLD 0.023–0.029, predicted 0.0268; tolerances 15 %
-(NUTS) and 25 % (SGLD) cover the spread across initialisations.
+would make the truth an implausible draw. The spread itself is checked where the prediction
+is sharpest, at the ends: sd u(0) = sd u(1) = 1/sqrt(λ), at 4 Monte-Carlo standard errors of
+the draws' sd (tests/stats.py), not against widths measured on one machine.
 """
 
 import runpy
@@ -21,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from figures import line_matching, lines_by_label, recording_savefig
+from stats import assert_sd_within
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "bayesian_pinn.py"
 
@@ -32,9 +34,12 @@ def results(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("JNO_OUTPUT_DIR", str(out))
     try:
-        namespace = runpy.run_path(str(TUTORIAL), run_name="__main__")
+        with recording_savefig() as figures:
+            namespace = runpy.run_path(str(TUTORIAL), run_name="__main__")
     finally:
         mp.undo()
+    namespace["RESULTS"]["figure_objects"] = figures
+    namespace["RESULTS"]["draws"] = namespace["DRAWS"]
     return namespace["RESULTS"], out
 
 
@@ -58,12 +63,11 @@ def test_nuts_band_covers_and_matches_prediction(results):
     xs = np.asarray(res["xs"])
     np.testing.assert_allclose(xs, np.linspace(0, 1, 101), atol=1e-6)
     assert res["lambda"] == 1e4
-    _, width_pred, rel_sd = predicted(xs, res["lambda"])
+    _, _, rel_sd = predicted(xs, res["lambda"])
     assert rel_sd == pytest.approx(0.0116, abs=5e-4)
-    rel, cover, width = scores(res["runs"]["nuts"], xs)
+    rel, cover, _ = scores(res["runs"]["nuts"], xs)
     assert cover >= 0.90
     assert rel < rel_sd, (rel, rel_sd)
-    assert abs(width / width_pred - 1) < 0.15, (width, width_pred)
     nuts = res["runs"]["nuts"]
     assert nuts["rhat_mid"] < 1.05
     assert nuts["ess_mid"] > 100
@@ -73,18 +77,39 @@ def test_nuts_band_covers_and_matches_prediction(results):
 def test_tuned_sgld_band(results):
     res, _ = results
     xs = np.asarray(res["xs"])
-    _, width_pred, rel_sd = predicted(xs, res["lambda"])
-    rel, cover, width = scores(res["runs"]["sgld"], xs)
+    _, _, rel_sd = predicted(xs, res["lambda"])
+    rel, cover, _ = scores(res["runs"]["sgld"], xs)
     assert rel < rel_sd, (rel, rel_sd)
     assert cover >= 0.90
-    assert abs(width / width_pred - 1) < 0.25, (width, width_pred)
 
 
-def test_guide_settings_do_not_concentrate(results):
+def test_guide_likelihood_scale_supports_no_band(results):
+    """PITFALLS 13, as a truth rather than a failed run: at the guide's λ = 1 the exact
+    posterior's spread (the boundary modes, sd ≈ sqrt(((1-x)² + x²)/λ)) exceeds the solution
+    itself, so no sampler can give a usable band; λ = 1e4 shrinks it 100-fold."""
     res, _ = results
     xs = np.asarray(res["xs"])
-    rel, cover, _ = scores(res["runs"]["sgld_seed"], xs)
-    assert rel > 0.3 and cover < 0.9  # PITFALLS 13: step 1e-5 and λ = 1 give no usable band
+    _, width_1, rel_sd_1 = predicted(xs, 1.0)
+    _, width_lam, rel_sd_lam = predicted(xs, res["lambda"])
+    assert rel_sd_1 > 1.0
+    assert rel_sd_1 / rel_sd_lam == pytest.approx(np.sqrt(res["lambda"]), rel=1e-9)
+    assert res["predicted_width"] == pytest.approx(width_lam, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["nuts", "sgld"])
+def test_boundary_sd_is_one_over_sqrt_lambda(results, name):
+    """u(0) and u(1) are the boundary residuals e0, e1, whose likelihood -λ(e0² + e1²)/2
+    makes each N(0, 1/λ): sd 0.01 at λ = 1e4. Compared at 4 MCSE_sd plus 5 % for the PDE
+    residual's coupling (docstring). The tutorial keeps 400 (NUTS) / 1000 (SGLD) draws with
+    an ESS of ~100, too few for a 4-MCSE tolerance below 20 %: a -29 % (√2) error is not
+    resolved here, a +41 % one is; tests/test_bayesian_exact.py covers the √2 criterion."""
+    res, _ = results
+    draws = np.asarray(res["draws"][name])[..., 0]
+    draws = draws if draws.ndim == 3 else draws[None]  # (K, N, points)
+    truth = 1.0 / np.sqrt(res["lambda"])
+    for i in (0, -1):
+        assert_sd_within(draws[..., i], truth, 4.0, bias=0.05 * truth, sqrt2_guard=False,
+                         what=f"{name} sd u(x={res['xs'][i]:.0f})")
 
 
 def test_step_size_limit_measured(results):
@@ -95,7 +120,30 @@ def test_step_size_limit_measured(results):
     assert res["eta"] < 2 / res["h_max_end"]
 
 
-def test_figures_written(results):
+def test_figures_draw_the_bands_and_the_truth(results):
     res, out = results
     for f in res["figures"]:
         assert Path(f).parent == out and Path(f).stat().st_size > 10_000
+    figs = res["figure_objects"]
+    xs = np.asarray(res["xs"])
+    exact = np.sin(np.pi * xs)
+    band = figs["bayesian_pinn.png"]
+    assert len(band.axes) == 3
+    for ax, name in zip(band.axes, ("sgld_seed", "sgld", "nuts")):
+        lines = lines_by_label(ax)
+        # the truth is sin(πx); the centre line is the median of that run's draws
+        np.testing.assert_allclose(lines["truth"][1], exact, atol=1e-6)
+        draws = np.asarray(res["draws"][name]).reshape(-1, xs.size)
+        np.testing.assert_allclose(lines["posterior median"][1], np.median(draws, axis=0),
+                                   rtol=1e-5, atol=1e-6)
+        lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
+        np.testing.assert_allclose(lines["_lower"][1], lo, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(lines["_upper"][1], hi, rtol=1e-5, atol=1e-6)
+        assert ax.get_xlabel() == "x" and ax.get_title()
+    # the error figure: two bands around 0 and the predicted ±1.645 sd(x), sd(x) computed here
+    (ax,) = figs["bayesian_pinn_error.png"].axes
+    sd, _, _ = predicted(xs, res["lambda"])
+    for sign in (1, -1):
+        assert line_matching(ax, xs, sign * 1.6448536 * sd, rtol=1e-4) is not None, sign
+    labels = set(lines_by_label(ax))
+    assert {"sgld median", "nuts median"} <= labels

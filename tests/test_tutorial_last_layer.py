@@ -3,7 +3,10 @@
 import runpy
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from figures import lines_by_label, recording_savefig
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "bayesian_last_layer_pinn.py"
 
@@ -11,7 +14,9 @@ TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "bayesian_last_la
 def test_bayesian_last_layer_tutorial(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     monkeypatch.setenv("JNO_OUTPUT_DIR", str(tmp_path))
-    results = runpy.run_path(str(TUTORIAL), run_name="__main__")["RESULTS"]
+    with recording_savefig() as figures:
+        ns = runpy.run_path(str(TUTORIAL), run_name="__main__")
+    results = ns["RESULTS"]
     # the 95 % band of the sampled head covers sin(πx) at >= 90 % of the 201 test points
     assert results["coverage"] >= 0.9
     # the band's median is a good PINN solution
@@ -22,3 +27,16 @@ def test_bayesian_last_layer_tutorial(tmp_path, monkeypatch):
     # a body still moving while draws are kept gives a band far wider than that posterior
     assert results["constant_lr"]["sd_ratio"] > 2.0
     assert (tmp_path / "bayesian_last_layer_pinn.png").stat().st_size > 0
+    # the figure: the band with sin(πx) as truth, then the band minus sin(πx)
+    fig = figures["bayesian_last_layer_pinn.png"]
+    assert len(fig.axes) == 2
+    band = lines_by_label(fig.axes[0])
+    xt, truth = band["truth"]
+    np.testing.assert_allclose(truth, np.sin(np.pi * xt), atol=1e-6)
+    u_draws = np.asarray(ns["u_draws"])
+    np.testing.assert_allclose(band["SGLD head median"][1], np.median(u_draws, axis=0),
+                               rtol=1e-5, atol=1e-6)
+    errors = lines_by_label(fig.axes[1])
+    np.testing.assert_allclose(errors["SGLD − exact median"][1],
+                               np.median(u_draws - np.sin(np.pi * xt), axis=0), atol=1e-6)
+    assert "constant body lr − exact median" in errors

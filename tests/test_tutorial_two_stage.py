@@ -8,13 +8,16 @@ import jax
 import numpy as np
 import pytest
 
+from figures import lines_by_label, recording_savefig
+
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "two_stage_inverse.py"
 
 
 def test_two_stage_inverse_tutorial(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     monkeypatch.setenv("JNO_OUTPUT_DIR", str(tmp_path))
-    ns = runpy.run_path(str(TUTORIAL), run_name="__main__")
+    with recording_savefig() as figures:
+        ns = runpy.run_path(str(TUTORIAL), run_name="__main__")
     res = ns["RESULTS"]
     lo, hi = res["k_90"]
     assert lo < 2.0 < hi, res["k_90"]
@@ -38,3 +41,14 @@ def test_two_stage_inverse_tutorial(tmp_path, monkeypatch):
     np.testing.assert_array_equal(np.asarray(k_state[0]), chain[:, -1])
     assert jax.tree.leaves(position)  # the block holds k and log_s
     assert (tmp_path / "two_stage_inverse.png").stat().st_size > 0
+    # what the figure draws: the truths sin(πx) and -π² sin(πx), a histogram per chain, k = 2
+    fig = figures["two_stage_inverse.png"]
+    assert len(fig.axes) == 3
+    u_ax, uxx_ax, k_ax = fig.axes
+    grid, truth = lines_by_label(u_ax)["truth"]
+    np.testing.assert_allclose(truth, np.sin(np.pi * grid), atol=1e-6)
+    grid, truth = lines_by_label(uxx_ax)["truth"]
+    np.testing.assert_allclose(truth, -(np.pi**2) * np.sin(np.pi * grid), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(lines_by_label(k_ax)["k = 2"][0], 2.0)
+    hist = [p for p in k_ax.patches if p.get_label().startswith("chain ")]
+    assert sorted(p.get_label() for p in hist) == [f"chain {c}" for c in range(4)]

@@ -266,6 +266,18 @@ RESULTS["figure"] = str(FIGURE_PATH)
 print(f"figure: {FIGURE_PATH}")
 
 # %% [markdown]
+# Rank plots of the `gaussian` run (`jno.plot.rank`): the draws of all four chains are ranked
+# together and each chain's ranks binned; chains that sample the same distribution give flat
+# histograms at the dashed line.
+
+# %%
+fig = jno.plot.rank(RESULTS["variants"]["gaussian"]["chains"])
+RANK_PATH = OUTPUT_DIR / "bayesian_inverse_rank.png"
+fig.savefig(RANK_PATH, dpi=80)
+plt.close(fig)
+print(f"rank plots (gaussian): {RANK_PATH}")
+
+# %% [markdown]
 # ## Reading the table
 #
 # * **`mse` (λ = 1)** samples its own posterior correctly — mean and std agree with the exact

@@ -265,18 +265,27 @@ print(f"constant learning rate: {constant_lr}")
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 xt = x_test_np[:, 0]
 ax = axes[0]
-ax.fill_between(xt, lo, hi, color="C0", alpha=0.3, label="SGLD head: 95 % band")
-ax.plot(xt, median, "C0", lw=1.5, label="SGLD median")
-ax.plot(xt, exact, "k--", lw=1, label=r"exact $\sin(\pi x)$")
+# the 2.5 % / 97.5 % quantiles and the median of u_draws: the lo, hi and median above
+jno.plot.predictive_band(
+    xt, u_draws, level=0.95, center="median", truth=exact, ax=ax, label="SGLD head"
+)
 ax.set_xlabel("x")
 ax.set_ylabel("u")
 ax.set_title("Bayesian last layer (pattern B)")
 ax.legend(loc="lower center")
 ax = axes[1]
-ax.fill_between(
-    xt, lo_c - exact, hi_c - exact, color="C1", alpha=0.2, label="constant body lr: band − exact"
+jno.plot.predictive_band(
+    xt,
+    u_c - exact,
+    level=0.95,
+    center="median",
+    ax=ax,
+    color="C1",
+    label="constant body lr − exact",
 )
-ax.fill_between(xt, lo - exact, hi - exact, color="C0", alpha=0.5, label="SGLD band − exact")
+jno.plot.predictive_band(
+    xt, u_draws - exact, level=0.95, center="median", ax=ax, color="C0", label="SGLD − exact"
+)
 ax.plot(xt, ref_mean - exact + 1.96 * ref_sd, "C3", lw=1.2, label="exact conditional ±1.96σ")
 ax.plot(xt, ref_mean - exact - 1.96 * ref_sd, "C3", lw=1.2)
 ax.axhline(0.0, color="k", lw=0.8)

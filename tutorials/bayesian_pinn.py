@@ -119,6 +119,7 @@ seconds = time.perf_counter() - t0
 xs = dom.points("interior")[:, 0]
 EXACT = np.sin(np.pi * xs)
 u_chain = crux.eval([u], samples="chain")[0]  # (1000, 101, 1)
+DRAWS = {"sgld_seed": u_chain}  # u over the draws of each run, for the figures
 RUNS["sgld_seed"] = {
     **band(u_chain, xs),
     "seconds": seconds,
@@ -258,6 +259,7 @@ t0 = time.perf_counter()
 crux.solve(progress=False, print_rate=1000)  # warmup + keep * thin = 12000 steps
 seconds = time.perf_counter() - t0
 u_chain = crux.eval([u], samples="chain")[0]
+DRAWS["sgld"] = u_chain
 RUNS["sgld"] = {
     **band(u_chain, xs),
     "seconds": seconds,
@@ -307,6 +309,7 @@ crux.solve(progress=False)
 seconds = time.perf_counter() - t0
 u_chain = crux.eval([u_small], samples="chain")[0]  # (2, 200, 101, 1)
 diag = net_small.posterior_diagnostics
+DRAWS["nuts"] = u_chain
 RUNS["nuts"] = {
     **band(u_chain, xs),
     "seconds": seconds,
@@ -345,9 +348,8 @@ titles = {
     "nuts": "NUTS, λ=1e4, 16x1, 2 chains",
 }
 for ax, (name, r) in zip(axes, RUNS.items()):
-    ax.fill_between(xs, r["lo"], r["hi"], alpha=0.35, color="C0", label="90 % band")
-    ax.plot(xs, r["median"], "C0", lw=1.5, label="median")
-    ax.plot(xs, EXACT, "k--", lw=1, label="sin(πx)")
+    # the 5 % and 95 % quantiles and the median of u over all draws: r["lo"], r["hi"], r["median"]
+    jno.plot.predictive_band(xs, DRAWS[name], level=0.9, center="median", truth=EXACT, ax=ax)
     ax.set_title(
         f"{titles[name]}\nrel. L2 {r['rel_l2']:.2g}, coverage {r['coverage']:.0%}", fontsize=9
     )
@@ -366,9 +368,8 @@ print(f"figure: {FIGURE_PATH}")
 # %%
 fig, ax = plt.subplots(figsize=(6, 4))
 for c, name in (("C0", "sgld"), ("C1", "nuts")):
-    r = RUNS[name]
-    ax.fill_between(xs, r["lo"] - EXACT, r["hi"] - EXACT, alpha=0.3, color=c, label=name)
-    ax.plot(xs, r["median"] - EXACT, c, lw=1)
+    error = np.asarray(DRAWS[name])[..., 0] - EXACT  # u - sin(πx) per draw
+    jno.plot.predictive_band(xs, error, level=0.9, center="median", ax=ax, label=name, color=c)
 ax.plot(xs, 1.6448536 * PRED_SD, "k:", lw=1, label="predicted 90 % half-width")
 ax.plot(xs, -1.6448536 * PRED_SD, "k:", lw=1)
 ax.axhline(0, color="k", lw=0.5)

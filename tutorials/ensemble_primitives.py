@@ -398,12 +398,7 @@ for j, (name, (label, preds, dt)) in enumerate(patterns.items()):
     )
     ax.legend(loc="lower right", fontsize=7)
     ax = axes[1, j]
-    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-    ax.plot(m["levels"], m["coverage_curve"], "o-", color="C0", label="exact")
-    ax.plot(
-        SAMPLED[name]["levels"], SAMPLED[name]["coverage_curve"], "x:", color="C1", label="sampled"
-    )
-    ax.set(xlabel="nominal level", ylabel="empirical coverage", xlim=(0, 1), ylim=(0, 1))
+    jno.plot.calibration({"exact": m, "sampled": SAMPLED[name]}, ax=ax)
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)

@@ -219,6 +219,21 @@ fig.savefig(FIGURE_PATH, dpi=100)
 plt.close(fig)
 print(f"figure saved to {FIGURE_PATH}")
 
+# %% [markdown]
+# Trace and rank plots of the stage-2 chains (`jno.plot`): four chains that overlap in the
+# trace and give flat rank histograms have mixed.
+
+# %%
+fig = jno.plot.trace([k, log_s])
+TRACE_PATH = OUTPUT_DIR / "two_stage_inverse_trace.png"
+fig.savefig(TRACE_PATH, dpi=80)
+plt.close(fig)
+fig = jno.plot.rank([k, log_s])
+RANK_PATH = OUTPUT_DIR / "two_stage_inverse_rank.png"
+fig.savefig(RANK_PATH, dpi=80)
+plt.close(fig)
+print(f"trace and rank plots saved to {TRACE_PATH} and {RANK_PATH}")
+
 RESULTS = {
     "k_mean": float(chain.mean()),
     "k_90": (float(k_lo), float(k_hi)),
