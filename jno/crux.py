@@ -77,6 +77,20 @@ class Crux:
             callbacks=callbacks,
         )
 
+    def save_posterior(self, path, *, history: bool = True):
+        """Write the posterior (every Bayesian model, its diagnostics, the history) to netCDF:
+        see :func:`jno.bayesian.save_posterior`. Returns the path written."""
+        from .bayesian import save_posterior
+
+        return save_posterior(self, path, history=history)
+
+    def load_posterior(self, path):
+        """Put the draws saved by :meth:`save_posterior` back on this crux's models (built by
+        the same script); ``crux.eval`` then pushes expressions through them."""
+        from .bayesian import load_posterior
+
+        return load_posterior(path, self)
+
     # ------------------------------------------------------------------ eval
     def eval(self, exprs, samples: str = "auto"):
         """Evaluate expressions; Bayesian dependencies are pushed through the posterior.
