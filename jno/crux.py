@@ -10,9 +10,11 @@ import numpy as np
 
 from .lower.evaluate import model_key
 from .lower.program import Program, split_module
+from .nn.network import Network
 from .solve.driver import Solver
 from .solve.history import History
-from .trace.model import Model, Network, Parameter
+from .solve.streams import key_streams
+from .trace.model import Model, Parameter
 from .trace.node import Placeholder, as_node
 
 
@@ -28,8 +30,9 @@ class Crux:
     def __init__(self, constraints: Sequence[Placeholder], *, seed: int = 0):
         if not isinstance(seed, int):
             raise TypeError(f"jno.core: seed must be an int, got {type(seed).__name__}")
-        self.program = Program(constraints, seed=seed)
-        self.solver = Solver(self.program, seed)
+        self.streams = key_streams(seed)
+        self.program = Program(constraints, noise_key=self.streams.noise)
+        self.solver = Solver(self.program, self.streams)
         self.seed = seed
 
     @property
@@ -73,6 +76,20 @@ class Crux:
             substeps=substeps,
             callbacks=callbacks,
         )
+
+    def save_posterior(self, path, *, history: bool = True):
+        """Write the posterior (every Bayesian model, its diagnostics, the history) to netCDF:
+        see :func:`jno.bayesian.save_posterior`. Returns the path written."""
+        from .bayesian import save_posterior
+
+        return save_posterior(self, path, history=history)
+
+    def load_posterior(self, path):
+        """Put the draws saved by :meth:`save_posterior` back on this crux's models (built by
+        the same script); ``crux.eval`` then pushes expressions through them."""
+        from .bayesian import load_posterior
+
+        return load_posterior(path, self)
 
     # ------------------------------------------------------------------ eval
     def eval(self, exprs, samples: str = "auto"):

@@ -120,7 +120,7 @@ def member(tree):
 
 
 def tuned(crux, block=0):
-    return {k: np.asarray(v) for k, v in crux.solver.state["blocks"][block]["tuned"].items()}
+    return {k: np.asarray(v) for k, v in crux.solver.state.blocks[block].tuned.items()}
 
 
 @pytest.fixture(autouse=True)

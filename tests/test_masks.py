@@ -140,7 +140,7 @@ def test_pattern_a_prior_sees_only_masked_subset(pattern_a):
 
 def test_pattern_a_adaptation_sees_only_masked_subset(pattern_a):
     net, _, _, crux, xs, data, _ = pattern_a
-    tuned = crux.solver.state["blocks"][0]["tuned"]
+    tuned = crux.solver.state.blocks[0].tuned
     imm = np.asarray(tuned["inverse_mass_matrix"])
     assert imm.shape == (2, 2)  # K chains x 2 masked scalars (of 3)
     # window adaptation estimates the conditional posterior variances of a and b given c
@@ -258,7 +258,7 @@ def _pattern_d(**kw):
     net.mask(mask(c=True)).bayesian(blackjax.nuts, prior=prior, **kw)
     crux, _, xs, data = problem(net)
     blocks = crux.solver.plan.blocks
-    assert [b.kind for b in blocks] == ["mcmc", "mcmc"]  # two Gibbs blocks, one per group
+    assert [b.family for b in blocks] == ["full", "full"]  # two Gibbs blocks, one per group
     crux.solve()
     return net, crux, xs, data
 
@@ -280,7 +280,7 @@ def test_pattern_d_adapted_gibbs_matches_exact_joint():
     Gibbs over the groups samples the exact joint from the first kept draw."""
     net, crux, xs, data = _pattern_d(warmup=300, keep=1000, num_chains=4, init_jitter=0.1)
     sizes = [
-        np.asarray(blk["tuned"]["inverse_mass_matrix"]).shape for blk in crux.solver.state["blocks"]
+        np.asarray(blk.tuned["inverse_mass_matrix"]).shape for blk in crux.solver.state.blocks
     ]
     assert sizes == [(4, 2), (4, 1)]  # K chains x (2 scalars in {a, b}, 1 in {c})
     _check_exact_joint(net, xs, data, chains=4, keep=1000)

@@ -116,7 +116,7 @@ def test_recorded_chain_is_the_advanced_kernel_state(thin):
     assert np.ptp(k.posterior_samples) > 0  # the chain moves
     # the live value and the kernel state are the last recorded draw
     np.testing.assert_array_equal(np.asarray(k.module), k.posterior_samples[0, -1])
-    (state_pos,) = jax.tree.leaves(crux.solver.state["blocks"][0]["kstate"])
+    (state_pos,) = jax.tree.leaves(crux.solver.state.blocks[0].kernel)
     np.testing.assert_array_equal(np.asarray(state_pos), k.posterior_samples[:, -1])
 
 
@@ -143,7 +143,7 @@ def test_nuts_chain_in_a_substep_is_the_sampled_chain():
     assert len(np.unique(chain)) > 150  # the chains move (NUTS always does on a Gaussian)
     assert not np.allclose(chain[0], chain[1])
     np.testing.assert_array_equal(np.asarray(k.module), k.posterior_samples[0, -1])
-    (state_pos,) = jax.tree.leaves(crux.solver.state["blocks"][0]["kstate"].position)
+    (state_pos,) = jax.tree.leaves(crux.solver.state.blocks[0].kernel.position)
     np.testing.assert_array_equal(np.asarray(state_pos), k.posterior_samples[:, -1])
     assert 0.5 < float(other.module[0]) < 1.5  # the optax model trained in substep 0
     assert crux.solver.grad_evals > 3 * 80

@@ -36,7 +36,7 @@ def test_two_stage_inverse_tutorial(tmp_path, monkeypatch):
     assert chain.shape == (4, 500, 1)
     assert len(np.unique(chain)) > 1500
     np.testing.assert_array_equal(np.asarray(k.module), chain[0, -1])
-    position = crux.solver.state["blocks"][0]["kstate"].position
+    position = crux.solver.state.blocks[0].kernel.position
     k_state = [leaf for key, leaf in position.items() if key.startswith(f"m{k.uid}.")]
     np.testing.assert_array_equal(np.asarray(k_state[0]), chain[:, -1])
     assert jax.tree.leaves(position)  # the block holds k and log_s

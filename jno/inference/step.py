@@ -64,17 +64,19 @@ def member_update(
     params: PyTree,
     opt_state: PyTree,
     *args: Any,
+    has_aux: bool = False,
 ) -> tuple[PyTree, PyTree, jax.Array]:
     """One optax step of a single member on ``loss(params, *args)``.
 
     Gradients are taken with respect to the inexact-array leaves of ``params``
     only (``eqx.filter_value_and_grad``); other leaves pass through unchanged.
+    With ``has_aux`` the loss returns ``(value, aux)`` and so does the third output.
 
     Returns:
         ``(new_params, new_opt_state, loss_value)``; the loss is evaluated at the
         parameters *before* the step.
     """
-    value, grads = eqx.filter_value_and_grad(loss)(params, *args)
+    value, grads = eqx.filter_value_and_grad(loss, has_aux=has_aux)(params, *args)
     updates, opt_state = optimizer.update(
         grads, opt_state, eqx.filter(params, eqx.is_inexact_array)
     )

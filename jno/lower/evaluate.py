@@ -230,8 +230,10 @@ class Evaluator:
             out = jnp.sum(v)
         elif kind == "mae":
             out = jnp.mean(jnp.abs(v))
-        else:
+        elif kind == "max":
             out = jnp.max(v)
+        else:
+            raise ValueError(f"jno.lower: unknown reduction {kind!r} (mse, mean, sum, mae, max)")
         if kind in SUM_LIKE:
             out = out * self._scale(child)
         return out

@@ -20,8 +20,6 @@ from ..trace.node import Placeholder, _describe
 from ..trace.pointset import default_float
 from .evaluate import Evaluator, GraphPlan, draw_noise, full_inputs, model_key, ps_key
 
-NOISE_STREAM = 0x6E6F  # fold-in constant separating the noise draw from solver randomness
-
 
 def split_module(model: Model):
     """``(params, static)``: the inexact-array leaves and everything else."""
@@ -33,10 +31,11 @@ class Program:
 
     Args:
         constraints: scalar (global) expressions; each one's value is a loss to minimise.
-        seed: the crux seed; the observation noise is drawn once from it.
+        noise_key: the key the observation noise is drawn from, once (the crux's ``noise``
+            stream).
     """
 
-    def __init__(self, constraints: Sequence[Placeholder], seed: int = 0):
+    def __init__(self, constraints: Sequence[Placeholder], noise_key: jax.Array):
         if isinstance(constraints, Placeholder):
             constraints = [constraints]
         constraints = list(constraints)
@@ -65,7 +64,7 @@ class Program:
         self.calibrated = np.array([c.op == "gaussian" for c in constraints])
         self.plan = GraphPlan(constraints)
         self.models = list(self.plan.models)
-        self.key = jax.random.fold_in(jax.random.PRNGKey(seed), NOISE_STREAM)
+        self.key = noise_key
         self.noise_registry: dict = {}
         self.noise = draw_noise(self.plan, self.key, self.noise_registry)
         self.inputs = full_inputs(self.plan, self.noise)

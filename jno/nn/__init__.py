@@ -9,7 +9,6 @@ Perdikaris 2021), :func:`rwf_mlp` (random weight factorisation). Operator networ
 
 from __future__ import annotations
 
-from ..trace.model import Network
 from .deeponet import DeepONet
 from .fno import FNO, SpectralConv1d, SpectralConv2d, fno1d, fno2d
 from .fourier import FourierFeatures, FourierMLP, fourier_mlp
@@ -17,6 +16,7 @@ from .lora import LoRALinear, lora_mask, merge_lora
 from .lora import lora as lora_module
 from .mlp import MLP, mlp
 from .modified_mlp import ModifiedMLP, modified_mlp
+from .network import Network
 from .rwf import RWFMLP, RWFLinear, rwf_mlp
 
 

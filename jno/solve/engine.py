@@ -1,69 +1,489 @@
-"""One compiled step for every model of a solve, and the chunked loops that run it.
+"""One compiled step for every block of a solve, and the one chunked loop that runs it.
 
-State (a pytree)::
+One step (global index ``i = state.step``), for every substep in turn (one substep, all
+constraints and all models, unless ``substeps=`` is given):
 
-    {"point":  {model_key: params outside any Bayesian group},
-     "opt":    {model_key: optax state},
-     "blocks": [{"kstate": kernel state with leading (K,), "tuned": per-chain kernel args}]}
+1. each block that the substep moves, in plan order (sampling blocks as Gibbs blocks, then
+   the optax group, then the ensemble), takes one step of its family on its objective with
+   every other block held: population blocks (chains, members) vmapped over their leading
+   axis, the optax group on the loss averaged over the population;
+2. the per-constraint losses of the step are the optax group's (or ensemble's) pre-update
+   losses, or, without one, the population-averaged losses after the step.
 
-One step (global step index ``i``, key ``fold_in(key, i)``):
-
-1. each Bayesian block in turn (Gibbs), vmapped over the K chains, does one kernel
-   transition on ``log p(θ_b | rest) = -Σ_k w_k L_k + log prior(θ_b)``;
-2. optax models take one step on the total loss averaged over the K chains' positions
-   (a Monte-Carlo EM gradient when Bayesian models are present).
-
-:func:`run_chunk` scans ``chunk`` steps and records every step (the general loop);
-:func:`run_sample_chunk` records only every ``thin``-th step (the pure-Bayesian fastpath).
-Both call the same step with the same keys, so they give the same draws.
+:meth:`Engine.run_chunk` scans ``length`` records of ``stride`` steps each; it serves the
+general loop (``stride=1`` with losses) and the pure-sampling fastpath (``stride=thin``, no
+losses, silent warm-up) alike, so both give the same draws: every key depends only on the
+step index (:mod:`.streams`).
 """
 
 from __future__ import annotations
 
+import logging
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import optax
+import numpy as np
 
-from ..lower.evaluate import model_key, subsample_inputs
+from ..lower.evaluate import subsample_inputs
 from ..lower.program import Program
 from ..trace.pointset import default_float
-from .kernels import (
-    accepts,
-    capture_info,
-    default_tuning,
-    make_kernel,
-    position_of,
-    window_adapt,
-)
-from .plan import SolvePlan
+from . import streams as st
+from .blocks import Block
+from .blocks.base import drop_masked, field_of, jitter_tree, take_masked
+from .blocks.ensemble import member_starts
+from .plan import SolvePlan, block_initializer
+from .state import BlockState, SolveState
+
+log = logging.getLogger("jno")
+
+MAX_RESTARTS = 10  # new starts tried for a chain whose log-density is not finite
+RESTART_RADIUS = 2.0  # uniform(-r, r) around the start, as Stan and NumPyro do
 
 
-def vmap_chains(fn, num_chains: int):
-    """``jax.vmap`` over the leading chain axis; with one chain, a plain call on chain 0 (a
-    vmapped NUTS while-loop compiles to a much larger program)."""
-    if num_chains > 1:
-        return jax.vmap(fn)
+def vmap_population(fn, size: int, in_axes):
+    """``jax.vmap(fn, in_axes)``; with one element, a plain call on element 0 with a unit
+    axis added to every output (a vmapped NUTS while-loop compiles to a larger program)."""
+    if size > 1:
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def take(ax, arg):
+        if ax is None:
+            return arg
+        if isinstance(ax, (list, tuple)):
+            return type(arg)(take(a, x) for a, x in zip(ax, arg))
+        return jax.tree.map(lambda a: a[0], arg)
 
     def single(*args):
-        out = fn(*jax.tree.map(lambda a: a[0], args))
+        out = fn(*[take(ax, a) for ax, a in zip(in_axes, args)])
         return jax.tree.map(lambda a: jnp.expand_dims(a, 0), out)
 
     return single
 
 
-def check_prior(prior, position, where: str) -> None:
-    """Raise a clear error unless ``prior(position)`` is a scalar (checked abstractly)."""
-    try:
-        out = jax.eval_shape(prior, position)
-    except Exception as err:
-        raise ValueError(f"{where}: the prior raised on the model's parameters: {err}") from None
-    if not hasattr(out, "shape") or out.shape != ():
-        raise ValueError(
-            f"{where}: the prior must return a scalar log-density, got "
-            f"{getattr(out, 'shape', type(out).__name__)}; sum over the leaves, e.g. "
-            "lambda p: -0.5 * sum(jnp.sum(l**2) for l in jax.tree.leaves(p))."
+class Engine:
+    """The step and loop of one solve configuration.
+
+    Args:
+        program: the lowered constraints.
+        plan: the blocks.
+        streams: the named key streams of the crux.
+        batch_size: points per point set per step (``None``: all).
+        substeps: the resolved substeps (:func:`~jno.solve.plan.resolve_substeps`) or ``None``.
+    """
+
+    def __init__(
+        self,
+        program: Program,
+        plan: SolvePlan,
+        streams: st.KeyStreams,
+        batch_size: int | None = None,
+        substeps=None,
+    ):
+        self.program = program
+        self.plan = plan
+        self.streams = streams
+        self.batch_size = batch_size
+        self.blocks: list[Block] = plan.blocks
+        self.P = plan.population
+        self.pop_axes = [0 if b.population else None for b in self.blocks]
+        self.has_population = any(b.population for b in self.blocks)
+        self.weights = [
+            program.loglik_weights(getattr(b.settings, "likelihood_scale", 1.0))
+            for b in self.blocks
+        ]
+        if substeps is None:
+            everyone = {m.uid for m in program.models}
+            substeps = [(np.ones(len(program.constraints), np.float32), everyone)]
+        self.substeps = [(jnp.asarray(mask, default_float()), uids) for mask, uids in substeps]
+        self.has_substeps = len(substeps) > 1 or not bool(np.all(substeps[0][0] == 1))
+        # Kernel states are re-initialised each step when what they condition on moves.
+        refresh = (
+            len(plan.sampling) > 1
+            or plan.optax is not None
+            or batch_size is not None
+            or bool(program.redrawn)
+            or self.has_substeps
         )
+        for b in plan.sampling:
+            b.refresh = refresh
+
+    # ------------------------------------------------------------------ objectives
+    def assemble(self, point: dict, view: list) -> dict:
+        """Full params from the held values and one population element's block positions."""
+        params = dict(point)
+        for blk, pos in zip(self.blocks, view):
+            for mem in blk.members:
+                piece = pos[mem.key]
+                held = params[mem.model_key]
+                params[mem.model_key] = (
+                    piece if mem.mask is None or held is None else eqx.combine(piece, held)
+                )
+        return params
+
+    def objective(self, b: int, point: dict, view: list, inputs, cmask=None):
+        """``θ_b -> (Σ_k w_k L_k, L)`` for one population element's ``view`` of the other
+        blocks; ``cmask`` restricts the sum to a substep's constraints."""
+        w = self.weights[b] if cmask is None else self.weights[b] * cmask
+
+        def f(pos_b):
+            pos = list(view)
+            pos[b] = pos_b
+            losses = self.program.losses(self.assemble(point, pos), inputs)
+            return jnp.sum(w * losses), losses
+
+        return f
+
+    def pooled_losses(self, point: dict, positions: list, inputs) -> jax.Array:
+        """Per-constraint losses ``(C,)`` averaged over the population (chains, members)."""
+        if not self.has_population:
+            return self.program.losses(self.assemble(point, positions), inputs)
+
+        def one(view):
+            return self.program.losses(self.assemble(point, view), inputs)
+
+        return jnp.mean(jax.vmap(one, in_axes=(self.pop_axes,))(positions), axis=0)
+
+    def pooled_objective(self, b: int, point: dict, positions: list, inputs, cmask=None):
+        """The objective of a block without a population: the population-averaged loss."""
+        w = self.weights[b] if cmask is None else self.weights[b] * cmask
+
+        def f(pos_b):
+            pos = list(positions)
+            pos[b] = pos_b
+            losses = self.pooled_losses(point, pos, inputs)
+            return jnp.sum(w * losses), losses
+
+        return f
+
+    def positions(self, state: SolveState) -> list:
+        return [blk.position(bs.kernel) for blk, bs in zip(self.blocks, state.blocks)]
+
+    # ------------------------------------------------------------------ state
+    def init_state(self, params: dict) -> SolveState:
+        """The solve state at ``params``; chain starts are dispersed by ``init_jitter`` and
+        ensemble members drawn around ``params``."""
+        point = dict(params)
+        starts, tuned = [], []
+        for b, blk in enumerate(self.blocks):
+            pos = {mem.key: take_masked(params[mem.model_key], mem.mask) for mem in blk.members}
+            for mem in blk.members:
+                point[mem.model_key] = drop_masked(point[mem.model_key], mem.mask)
+            if blk.population == "chains":
+                jitter = getattr(blk.settings, "init_jitter", 0.0)
+                keys = st.jitter_keys(self.streams, b, self.P)
+                start = jax.vmap(lambda k, pos=pos, j=jitter: jitter_tree(k, pos, j))(keys)
+            elif blk.population == "members":
+                start = member_starts(pos, self.P, st.ensemble_key(self.streams, b))
+            else:
+                start = pos
+            starts.append(start)
+            t = blk.tuning(pos)
+            if blk.population:
+                t = jax.tree.map(lambda a: jnp.broadcast_to(a, (self.P,) + a.shape), t)
+            tuned.append(t)
+        state = SolveState(
+            point=point,
+            blocks=(),
+            step=jnp.zeros((), jnp.int32),
+            grad_evals=jnp.zeros((), default_float()),
+        )
+        return self.init_kernels(state, starts, tuned)
+
+    def init_kernels(self, state: SolveState, starts: list, tuned: list) -> SolveState:
+        """Kernel states at the block starts (each needs the others' starts)."""
+        out = []
+        for b, blk in enumerate(self.blocks):
+            if blk.population:
+
+                def one(key, tuned_k, view, b=b, blk=blk):
+                    obj = self.objective(b, state.point, view, self.program.inputs)
+                    return blk.init(key, view[b], obj, tuned_k)
+
+                keys = st.kernel_keys(self.streams, b, self.P)
+                kernel = vmap_population(one, self.P, (0, 0, self.pop_axes))(keys, tuned[b], starts)
+            else:
+                obj = self.pooled_objective(b, state.point, starts, self.program.inputs)
+                kernel = blk.init(st.kernel_keys(self.streams, b, 1)[0], starts[b], obj, tuned[b])
+            out.append(BlockState(kernel, tuned[b]))
+        return state._replace(blocks=tuple(out))
+
+    def initial_view(self) -> list:
+        """Every block's position at the model values, without a population axis."""
+        params = self.program.initial_params()
+        return [
+            {mem.key: take_masked(params[mem.model_key], mem.mask) for mem in blk.members}
+            for blk in self.blocks
+        ]
+
+    def apply_initializers(self, state: SolveState) -> SolveState:
+        """Run each sampling block's log-density initializer (eagerly: initializers compile
+        their own work and may check their results), then re-initialise the kernels.
+
+        The new position replaces every chain's start (``init_jitter`` is overridden); the
+        returned kernel arguments are kept when the block tunes them or the kernel takes them.
+        """
+        from ..trace.config import accepts
+
+        starts = self.positions(state)
+        tuned = [bs.tuned for bs in state.blocks]
+        initial = self.initial_view()
+        changed = False
+        for b, blk in enumerate(self.blocks):
+            init = block_initializer(blk) if blk.samples else None
+            if init is None or blk.variational:
+                continue
+            obj = self.objective(b, state.point, initial, self.program.inputs)
+            logd = jax.jit(blk.log_posterior(obj))
+            new_pos, update = init(st.init_key(self.streams, b), logd, initial[b], self.P)
+            if self.P == 1:
+                new_pos = jax.tree.map(lambda a: jnp.asarray(a)[None], new_pos)
+            _check_starts(init, new_pos, starts[b], self.P, blk.label)
+            starts[b] = jax.tree.map(lambda a, ref: jnp.asarray(a, ref.dtype), new_pos, starts[b])
+            for name, value in update.items():
+                if name in tuned[b] or accepts(blk.settings.factory, name):
+                    value = jnp.asarray(value, default_float())
+                    tuned[b] = {**tuned[b], name: jnp.broadcast_to(value, (self.P,) + value.shape)}
+            changed = True
+        if not changed:
+            return state
+        return jax.jit(self.init_kernels)(state, starts, tuned)
+
+    def ensure_finite_starts(self, state: SolveState) -> SolveState:
+        """Retry the starts of chains whose log-density or gradient is not finite.
+
+        A chain started where the log-density is NaN rejects every proposal and returns its
+        start as the "posterior". Like Stan and NumPyro, up to :data:`MAX_RESTARTS` new starts
+        ``start + U(-2, 2)`` are tried for those chains (logged); if none is finite a
+        ``ValueError`` names the model and the constraints that are not finite there.
+        """
+        starts = self.positions(state)
+        tuned = [bs.tuned for bs in state.blocks]
+        bad = self._nonfinite_chains(state)
+        if not any(np.any(x) for x in bad):
+            return state
+        original = list(starts)
+        init = jax.jit(self.init_kernels)
+        for attempt in range(1, MAX_RESTARTS + 1):
+            for b, flags in enumerate(bad):
+                if not np.any(flags):
+                    continue
+                keys = st.restart_keys(self.streams, b, attempt, self.P)
+                moved = jax.vmap(_uniform_around)(keys, original[b])
+                sel = jnp.asarray(flags)
+                starts[b] = jax.tree.map(
+                    lambda new, old: jnp.where(
+                        sel.reshape((-1,) + (1,) * (new.ndim - 1)), new, old
+                    ),
+                    moved,
+                    starts[b],
+                )
+            state = init(state, starts, tuned)
+            bad_now = self._nonfinite_chains(state)
+            for b, flags in enumerate(bad):
+                if np.any(flags):
+                    log.warning(
+                        "Model %s: the log-density or its gradient is not finite at the start of "
+                        "chain(s) %s; new start %d/%d drawn within +-%g of it.",
+                        self.blocks[b].label,
+                        np.nonzero(flags)[0].tolist(),
+                        attempt,
+                        MAX_RESTARTS,
+                        RESTART_RADIUS,
+                    )
+            bad = bad_now
+            if not any(np.any(x) for x in bad):
+                return state
+        b = next(i for i, flags in enumerate(bad) if np.any(flags))
+        raise ValueError(self._nonfinite_message(state, b, int(np.nonzero(bad[b])[0][0])))
+
+    def _nonfinite_chains(self, state: SolveState) -> list[np.ndarray]:
+        """Per sampling block, ``(P,)`` flags of chains whose kernel state holds a
+        non-finite log-density or gradient (families that keep neither: never flagged)."""
+        out = []
+        for blk, bs in zip(self.blocks, state.blocks):
+            ld = field_of(bs.kernel, "logdensity") if blk.samples else None
+            if ld is None:
+                out.append(np.zeros(self.P, bool))
+                continue
+            ok = np.isfinite(np.asarray(ld))
+            grad = field_of(bs.kernel, "logdensity_grad")
+            for leaf in jax.tree.leaves(grad):
+                ok &= np.all(np.isfinite(np.asarray(leaf)).reshape(self.P, -1), axis=1)
+            out.append(~ok)
+        return out
+
+    def _nonfinite_message(self, state: SolveState, b: int, chain: int) -> str:
+        view = [
+            jax.tree.map(lambda a: a[chain], p) if ax == 0 else p
+            for p, ax in zip(self.positions(state), self.pop_axes)
+        ]
+        losses = np.asarray(self.program.losses(self.assemble(state.point, view)))
+        names = [n for n, v in zip(self.program.names, losses) if not np.isfinite(v)]
+        blk = self.blocks[b]
+        where = (
+            f"constraint(s) {', '.join(names)} are not finite there"
+            if names
+            else "every constraint is finite there, so the prior or a gradient is not"
+        )
+        return (
+            f"Model {blk.label}: the log-density is not finite at the start of chain {chain} "
+            f"after {MAX_RESTARTS} new starts within +-{RESTART_RADIUS:g}; {where}. Start the "
+            "model where the residual is defined (.initialize(value)) or reparametrise it."
+        )
+
+    # ------------------------------------------------------------------ adaptation
+    def adaptation_steps(self, warmup: int) -> int:
+        """Adaptation steps out of ``warmup``: all of them for a single sampling block; half
+        for Gibbs blocks, whose adaptation holds the other blocks at their starts, so the
+        second half runs joint Gibbs sweeps with the adapted kernels (and is discarded)."""
+        return warmup if len(self.plan.sampling) == 1 else max(1, warmup // 2)
+
+    def adapting(self) -> list[Block]:
+        return [b for b in self.plan.sampling if b.adapts(b.settings)]
+
+    def adapt(self, state: SolveState) -> SolveState:
+        """Warm-up tuning of every adapting block, each chain on its own (vmapped); the step
+        index moves past the longest adaptation."""
+        blocks = list(state.blocks)
+        grads = state.grad_evals
+        longest = 0
+        for b, blk in enumerate(self.blocks):
+            if not (blk.samples and blk.adapts(blk.settings)):
+                continue
+            n = self.adaptation_steps(blk.settings.warmup)
+            longest = max(longest, n)
+            positions = [p.position(bs.kernel) for p, bs in zip(self.blocks, blocks)]
+
+            def one(key, bs, view, b=b, blk=blk, n=n):
+                obj = self.objective(b, state.point, view, self.program.inputs)
+                return blk.adapt(key, bs, obj, n)
+
+            keys = st.adapt_keys(self.streams, b, self.P)
+            blocks[b], used = vmap_population(one, self.P, (0, 0, self.pop_axes))(
+                keys, blocks[b], positions
+            )
+            grads = grads + jnp.sum(used)
+        return state._replace(blocks=tuple(blocks), step=state.step + longest, grad_evals=grads)
+
+    # ------------------------------------------------------------------ one step
+    def step_inputs(self, index):
+        """This step's rows: all points, or a subsample, with redrawn noise if asked for."""
+        inputs = self.program.redraw_noise(self.program.inputs, st.redraw_key(self.streams, index))
+        if self.batch_size is None:
+            return inputs
+        indices = {}
+        for j, (pk, n) in enumerate(sorted(self.program.pointset_sizes().items())):
+            if n > self.batch_size:
+                key = st.batch_key(self.streams, index, j)
+                indices[pk] = jax.random.choice(key, n, (self.batch_size,), replace=False)
+        return subsample_inputs(inputs, indices)
+
+    def step(self, state: SolveState) -> tuple[SolveState, dict]:
+        """One outer step (see the module docstring)."""
+        index = state.step
+        inputs = self.step_inputs(index)
+        point = state.point
+        blocks = list(state.blocks)
+        positions = self.positions(state)
+        infos: list[dict] = [{} for _ in self.blocks]
+        grads = state.grad_evals
+        losses = None
+        for cmask, uids in self.substeps:
+            cm = cmask if self.has_substeps else None
+            for b, blk in enumerate(self.blocks):
+                moving = blk.for_substep(uids)
+                if moving is None:
+                    continue
+                if blk.population:
+
+                    def one(key, bs, view, b=b, moving=moving, cm=cm):
+                        return moving.step(key, bs, self.objective(b, point, view, inputs, cm))
+
+                    keys = st.step_keys(self.streams, index, b, self.P)
+                    blocks[b], info = vmap_population(one, self.P, (0, 0, self.pop_axes))(
+                        keys, blocks[b], positions
+                    )
+                else:
+                    key = st.step_keys(self.streams, index, b, 1)[0]
+                    obj = self.pooled_objective(b, point, positions, inputs, cm)
+                    blocks[b], info = moving.step(key, blocks[b], obj)
+                positions[b] = blk.position(blocks[b].kernel)
+                info = dict(info)
+                if "losses" in info:
+                    step_losses = info.pop("losses")
+                    losses = jnp.mean(step_losses, axis=0) if blk.population else step_losses
+                if "num_integration_steps" in info:
+                    grads = grads + jnp.sum(info["num_integration_steps"])
+                infos[b] = info
+        if self.has_substeps:
+            losses = None
+        new = SolveState(point, tuple(blocks), index + 1, grads)
+        return new, {"losses": losses, "positions": positions, "infos": infos}
+
+    # ------------------------------------------------------------------ the loop
+    def run_chunk(
+        self,
+        state: SolveState,
+        stop,
+        *,
+        length: int,
+        stride: int,
+        with_losses: bool,
+        partial: bool,
+    ):
+        """``length`` records of ``stride`` steps each (``stride - 1`` silent steps, then a
+        recorded one). With ``partial``, steps at or past ``stop`` are no-ops (a solve's last
+        chunk); a full chunk skips that select (one more compiled variant, never more).
+
+        Returns the new state and ``{"step": (length,), "active": (length,), "positions":
+        [block: (length, P, ...) or None], "infos": [...], "losses": (length, C)}``.
+        """
+
+        def advance(s):
+            new, rec = self.step(s)
+            if partial:
+                active = s.step < stop
+                new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, s)
+            return new, rec
+
+        def body(s, _):
+            if stride > 1:
+                s = jax.lax.fori_loop(0, stride - 1, lambda i, x: advance(x)[0], s)
+            index = s.step
+            new, rec = advance(s)
+            out = {
+                "step": index,
+                "active": index < stop,
+                "positions": [
+                    p if blk.records else None for p, blk in zip(rec["positions"], self.blocks)
+                ],
+                "infos": rec["infos"],
+            }
+            if with_losses:
+                losses = rec["losses"]
+                if losses is None:
+                    losses = self.pooled_losses(new.point, rec["positions"], self.program.inputs)
+                out["losses"] = losses
+            return new, out
+
+        return jax.lax.scan(body, state, None, length=length)
+
+    def state_losses(self, state: SolveState) -> jax.Array:
+        """Population-averaged per-constraint losses at ``state`` on all points."""
+        return self.pooled_losses(state.point, self.positions(state), self.program.inputs)
+
+
+def _uniform_around(key, tree):
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    return jax.tree.unflatten(
+        treedef,
+        [
+            leaf + jax.random.uniform(k, leaf.shape, leaf.dtype, -RESTART_RADIUS, RESTART_RADIUS)
+            for leaf, k in zip(leaves, keys)
+        ],
+    )
 
 
 def _check_starts(init, new_pos, ref, num_chains: int, label: str) -> None:
@@ -82,448 +502,3 @@ def _check_starts(init, new_pos, ref, num_chains: int, label: str) -> None:
             f"{got}, expected {want}: with num_chains={num_chains} > 1 every leaf needs a "
             "leading (K,) axis (one start per chain); with one chain, no chain axis."
         )
-
-
-def jitter_tree(key, tree, scale: float):
-    """``tree + scale · N(0, 1)`` leaf by leaf (identity when ``scale == 0``)."""
-    if scale == 0:
-        return tree
-    leaves, treedef = jax.tree.flatten(tree)
-    keys = jax.random.split(key, max(len(leaves), 1))
-    return jax.tree.unflatten(
-        treedef,
-        [
-            leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
-            for leaf, k in zip(leaves, keys)
-        ],
-    )
-
-
-def ensemble_members(params, size: int, key):
-    """``size`` independent starts ``(E, ...)`` for a deep ensemble.
-
-    Member 0 is ``params``. Every other member redraws each leaf from ``N(mean, std²)`` of
-    that leaf's own entries (a network's weights keep their init scale; constant leaves such
-    as zero biases stay constant) and a scalar-like leaf (a Parameter) adds ``N(0, 1)``.
-    """
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(key, max(len(leaves), 1))
-    out = []
-    for leaf, k in zip(leaves, keys):
-        draws = jax.random.normal(k, (size,) + leaf.shape, leaf.dtype)
-        std = jnp.std(leaf)
-        spread = jnp.where(std > 0, std, 1.0 if leaf.size <= 4 else 0.0)
-        stacked = jnp.mean(leaf) + spread * draws if leaf.size > 4 else leaf + spread * draws
-        out.append(stacked.at[0].set(leaf))
-    return jax.tree.unflatten(treedef, out)
-
-
-def _default_prior():
-    from ..bayesian import priors
-
-    return priors.gaussian(sigma=10.0)
-
-
-def take_masked(params, mask):
-    """The masked subset of ``params`` (``None`` elsewhere); everything when ``mask is None``."""
-    if mask is None:
-        return params
-    if isinstance(mask, bool):
-        return params if mask else None
-    return jax.tree.map(lambda m, p: p if m else None, mask, params, is_leaf=_is_none)
-
-
-def drop_masked(params, mask):
-    """``params`` with the masked leaves removed (``None``)."""
-    if mask is None:
-        return None
-    if isinstance(mask, bool):
-        return None if mask else params
-    return jax.tree.map(lambda m, p: None if m else p, mask, params, is_leaf=_is_none)
-
-
-def _is_none(x) -> bool:
-    return x is None
-
-
-class Engine:
-    """Builds the step function of a solve from its :class:`Program` and :class:`SolvePlan`.
-
-    Args:
-        program: the lowered constraints.
-        plan: the grouping of models.
-        key: the solver key; step ``i`` uses ``fold_in(key, i)``.
-        batch_size: points per point set per step (``None``: all).
-        substeps: the resolved substeps (:func:`~jno.solve.plan.resolve_substeps`) or ``None``.
-    """
-
-    def __init__(
-        self, program: Program, plan: SolvePlan, key, batch_size: int | None = None, substeps=None
-    ):
-        self.program = program
-        self.plan = plan
-        self.key = key
-        self.batch_size = batch_size
-        self.K = plan.num_chains
-        self.E = plan.ensembles[0].ensemble_settings.size if plan.ensembles else 0
-        self.priors = []
-        params = program.initial_params()
-        for block in plan.blocks:
-            fns = []
-            for mem in block.members:
-                prior = mem.group.settings.prior
-                prior = prior if prior is not None else _default_prior()
-                check_prior(
-                    prior,
-                    take_masked(params[model_key(mem.model)], mem.mask_params),
-                    mem.model.where,
-                )
-                fns.append(prior)
-            self.priors.append(fns)
-        self.ensemble_priors = {}
-        for m in plan.ensembles:
-            prior = m.ensemble_settings.prior
-            prior = prior if prior is not None else _default_prior()
-            check_prior(prior, params[model_key(m)], m.where)
-            self.ensemble_priors[model_key(m)] = prior
-        self.weights = [program.loglik_weights(b.settings.likelihood_scale) for b in plan.blocks]
-        all_constraints = jnp.ones(len(program.constraints), default_float())
-        if substeps is None:
-            everyone = {m.uid for m in program.models}
-            substeps = [(all_constraints, everyone)]
-        self.substeps = [(jnp.asarray(mask), uids) for mask, uids in substeps]
-        self.has_substeps = len(self.substeps) > 1 or bool(jnp.any(self.substeps[0][0] == 0))
-        # Kernel states must be re-initialised each step when what they condition on moved.
-        self.refresh = (
-            len(plan.blocks) > 1
-            or bool(plan.optax_models)
-            or batch_size is not None
-            or bool(program.redrawn)
-            or self.has_substeps
-        )
-
-    # ------------------------------------------------------------------ state
-    def init_state(self, params: dict, key) -> dict:
-        """The solve state at ``params``; block starts are dispersed by ``init_jitter``."""
-        point = {}
-        for m in self.program.models:
-            rest = params[model_key(m)]
-            for mem in (mem for b in self.plan.blocks for mem in b.members if mem.model is m):
-                rest = drop_masked(rest, mem.mask_params)
-            point[model_key(m)] = rest
-        starts, tuned = [], []
-        for b, block in enumerate(self.plan.blocks):
-            pos = {
-                mem.key: take_masked(params[model_key(mem.model)], mem.mask_params)
-                for mem in block.members
-            }
-            keys = jax.random.split(jax.random.fold_in(key, 1000 + b), self.K)
-            jitter = block.settings.init_jitter if block.kind == "mcmc" else 0.0
-            starts.append(jax.vmap(lambda k, pos=pos, j=jitter: jitter_tree(k, pos, j))(keys))
-            t = default_tuning(block.settings, pos) if block.kind == "mcmc" else {}
-            tuned.append(jax.tree.map(lambda a: jnp.broadcast_to(a, (self.K,) + a.shape), t))
-        ensemble = {}
-        for i, m in enumerate(self.plan.ensembles):
-            ensemble[model_key(m)] = ensemble_members(
-                params[model_key(m)], self.E, jax.random.fold_in(key, 3000 + i)
-            )
-        state = {
-            "point": point,
-            "opt": self._init_opt(point, ensemble),
-            "ensemble": ensemble,
-            "grad_evals": jnp.zeros((), default_float()),
-        }
-        return self.init_kernels(state, starts, tuned)
-
-    def _init_opt(self, point, ensemble) -> dict:
-        opt = {}
-        for m in self.plan.optax_models:
-            k = model_key(m)
-            opt[k] = self.plan.txs[k].init(eqx.filter(point[k], eqx.is_inexact_array))
-        for k, members in ensemble.items():
-            opt[k] = jax.vmap(self.plan.txs[k].init)(members)
-        return opt
-
-    def init_kernels(self, state: dict, starts: list, tuned: list) -> dict:
-        """Kernel states at block starts ``(K, ...)`` (each needs the full log-density)."""
-        blocks = []
-        for b, block in enumerate(self.plan.blocks):
-
-            def init_chain(pos_all, tuned_k, b=b, block=block):
-                logd = self.block_logdensity(b, state["point"], pos_all, self.program.inputs)
-                return make_kernel(block.settings, logd, tuned_k).init(pos_all[b])
-
-            blocks.append(
-                {"kstate": vmap_chains(init_chain, self.K)(starts, tuned[b]), "tuned": tuned[b]}
-            )
-        return {**state, "blocks": blocks}
-
-    def apply_initializers(self, state: dict, key) -> dict:
-        """Run each block's log-density initializer (eagerly: initializers compile their own
-        work and may check their results), then re-initialise the kernels at the new starts.
-
-        The new position replaces every chain's start (``init_jitter`` is overridden); the
-        returned kernel arguments are kept when the kernel accepts them."""
-        starts = [position_of(blk["kstate"]) for blk in state["blocks"]]
-        tuned = [blk["tuned"] for blk in state["blocks"]]
-        params = self.program.initial_params()
-        initial = [
-            {
-                mem.key: take_masked(params[model_key(mem.model)], mem.mask_params)
-                for mem in block.members
-            }
-            for block in self.plan.blocks
-        ]
-        changed = False
-        for b, block in enumerate(self.plan.blocks):
-            init = block.initializer
-            if init is None or block.kind != "mcmc":
-                continue
-            # other blocks at their (unjittered) initial values, this one from its initial value
-            logd = jax.jit(self.block_logdensity(b, state["point"], initial, self.program.inputs))
-            new_pos, update = init(jax.random.fold_in(key, 4000 + b), logd, initial[b], self.K)
-            if self.K == 1:
-                new_pos = jax.tree.map(lambda a: jnp.asarray(a)[None], new_pos)
-            _check_starts(init, new_pos, starts[b], self.K, block.label)
-            starts[b] = jax.tree.map(lambda a, ref: jnp.asarray(a, ref.dtype), new_pos, starts[b])
-            for name, value in update.items():
-                if name in tuned[b] or accepts(block.settings.factory, name):
-                    value = jnp.asarray(value, default_float())
-                    tuned[b] = {**tuned[b], name: jnp.broadcast_to(value, (self.K,) + value.shape)}
-            changed = True
-        if not changed:
-            return state
-        return jax.jit(self.init_kernels)(state, starts, tuned)
-
-    # ------------------------------------------------------------------ densities
-    def assemble(self, point: dict, positions: list) -> dict:
-        """Full params from the point values and one chain's block positions."""
-        params = dict(point)
-        for b, block in enumerate(self.plan.blocks):
-            for mem in block.members:
-                mk = model_key(mem.model)
-                part = positions[b][mem.key]
-                if mem.mask_params is None or params[mk] is None:
-                    params[mk] = part
-                else:
-                    params[mk] = eqx.combine(params[mk], part)
-        return params
-
-    def block_logdensity(self, b: int, point: dict, positions: list, inputs, cmask=None):
-        """``θ_b -> -Σ w_k L_k(θ) + Σ log prior(θ_b)`` with the other blocks held; ``cmask``
-        restricts the sum to a substep's constraints."""
-        block = self.plan.blocks[b]
-        weights = self.weights[b] if cmask is None else self.weights[b] * cmask
-        priors = self.priors[b]
-
-        def logdensity(pos_b):
-            pos = list(positions)
-            pos[b] = pos_b
-            losses = self.program.losses(self.assemble(point, pos), inputs)
-            lp = sum(prior(pos_b[mem.key]) for prior, mem in zip(priors, block.members))
-            return -jnp.sum(weights * losses) + lp
-
-        return logdensity
-
-    # ------------------------------------------------------------------ adaptation
-    def adaptation_steps(self, warmup: int) -> int:
-        """Window-adaptation steps out of ``warmup``: all of them for a single block; half for
-        Gibbs blocks, whose adaptation holds the other blocks at their starts, so the second
-        half runs joint Gibbs sweeps with the adapted kernels (and is discarded)."""
-        return warmup if len(self.plan.blocks) == 1 else max(1, warmup // 2)
-
-    def adapt(self, state: dict, key) -> dict:
-        """Window adaptation for every adapting block, each chain on its own (vmapped)."""
-        blocks = list(state["blocks"])
-        grads = state["grad_evals"]
-        for b, block in enumerate(self.plan.blocks):
-            if block.kind != "mcmc" or not block.settings.adapts:
-                continue
-            positions = [position_of(blk["kstate"]) for blk in blocks]
-            keys = jax.random.split(jax.random.fold_in(key, 2000 + b), self.K)
-
-            def adapt_chain(k, pos_all, tuned_k, b=b, block=block):
-                logd = self.block_logdensity(b, state["point"], pos_all, self.program.inputs)
-                steps = self.adaptation_steps(block.settings.warmup)
-                return window_adapt(block.settings, logd, k, pos_all[b], tuned_k, steps)
-
-            kstate, tuned, n = vmap_chains(adapt_chain, self.K)(keys, positions, blocks[b]["tuned"])
-            grads = grads + jnp.sum(n)
-            blocks[b] = {"kstate": kstate, "tuned": tuned}
-        return {**state, "blocks": blocks, "grad_evals": grads}
-
-    # ------------------------------------------------------------------ one step
-    def step(self, state: dict, index) -> tuple[dict, dict]:
-        """One outer step: every substep in turn; see the module docstring."""
-        key = jax.random.fold_in(self.key, index)
-        k_batch, k_blocks = jax.random.split(key)
-        inputs = self.step_inputs(k_batch)
-        point, opt, ensemble = state["point"], state["opt"], state["ensemble"]
-        blocks = list(state["blocks"])
-        positions = [position_of(blk["kstate"]) for blk in blocks]
-        infos = [None] * len(blocks)
-        grads = state["grad_evals"]
-        losses = None
-        for cmask, uids in self.substeps:
-            for b, block in enumerate(self.plan.blocks):
-                if not any(mem.model.uid in uids for mem in block.members):
-                    continue
-                keys = jax.random.split(jax.random.fold_in(k_blocks, b), self.K)
-                mask = cmask if self.has_substeps else None
-
-                def chain_step(k, kstate, tuned_k, pos_all, b=b, block=block, mask=mask):
-                    logd = self.block_logdensity(b, point, pos_all, inputs, mask)
-                    kernel = make_kernel(block.settings, logd, tuned_k)
-                    if self.refresh and block.kind == "mcmc":
-                        kstate = kernel.init(position_of(kstate))
-                    new, info = kernel.step(k, kstate)
-                    if block.kind == "vi":
-                        return new, info
-                    return new, capture_info(info, new)
-
-                kstate, info = vmap_chains(chain_step, self.K)(
-                    keys, blocks[b]["kstate"], blocks[b]["tuned"], positions
-                )
-                grads = grads + jnp.sum(info.pop("num_integration_steps", 0))
-                blocks[b] = {"kstate": kstate, "tuned": blocks[b]["tuned"]}
-                positions[b] = position_of(kstate)
-                infos[b] = info
-            point, opt, losses = self.optax_update(point, opt, positions, inputs, cmask, uids)
-            ensemble, opt, e_losses = self.ensemble_update(
-                ensemble, opt, point, inputs, cmask, uids
-            )
-            losses = e_losses if e_losses is not None else losses
-        if self.has_substeps:
-            losses = None
-        record = {"losses": losses, "positions": positions, "infos": infos}
-        new_state = {
-            "point": point,
-            "opt": opt,
-            "ensemble": ensemble,
-            "blocks": blocks,
-            "grad_evals": grads,
-        }
-        return new_state, record
-
-    def chain_losses(self, point, positions, inputs, ensemble=None) -> jax.Array:
-        """Per-constraint losses ``(C,)`` averaged over the chains (or ensemble members)."""
-        if ensemble:
-
-            def member(params):
-                return self.program.losses({**point, **params}, inputs)
-
-            return jnp.mean(jax.vmap(member)(ensemble), axis=0)
-        if not self.plan.blocks:
-            return self.program.losses(point, inputs)
-        per_chain = jax.vmap(lambda pos: self.program.losses(self.assemble(point, pos), inputs))
-        return jnp.mean(per_chain(positions), axis=0)
-
-    def optax_update(self, point, opt, positions, inputs, cmask, uids):
-        """One optax step of the models of this substep on ``Σ cmask·L`` (chain-averaged)."""
-        models = [m for m in self.plan.optax_models if m.uid in uids]
-        if not models:
-            return point, opt, None
-        keys = [model_key(m) for m in models]
-        trainable = {k: eqx.filter(point[k], eqx.is_inexact_array) for k in keys}
-
-        def loss_fn(tr):
-            p = {**point, **{k: eqx.combine(tr[k], point[k]) for k in keys}}
-            losses = self.chain_losses(p, positions, inputs)
-            return jnp.sum(cmask * losses), losses
-
-        (_, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
-        new_point, new_opt = dict(point), dict(opt)
-        for k in keys:
-            tx = self.plan.txs[k]
-            updates, new_opt[k] = tx.update(grads[k], opt[k], trainable[k])
-            new_point[k] = eqx.combine(optax.apply_updates(trainable[k], updates), point[k])
-        return new_point, new_opt, losses
-
-    def ensemble_update(self, ensemble, opt, point, inputs, cmask, uids):
-        """One optax step per ensemble member (vmapped) on
-        ``Σ cmask·w·L - prior_weight · log prior``."""
-        models = [m for m in self.plan.ensembles if m.uid in uids]
-        if not models:
-            return ensemble, opt, None
-        keys = [model_key(m) for m in models]
-        weights = self.program.loglik_weights(1.0) * cmask
-
-        def member_step(params, opts):
-            def loss_fn(p):
-                losses = self.program.losses({**point, **p}, inputs)
-                lp = sum(
-                    m.ensemble_settings.prior_weight * self.ensemble_priors[k](p[k])
-                    for m, k in zip(models, keys)
-                )
-                return jnp.sum(weights * losses) - lp, losses
-
-            (_, losses), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            new_p, new_o = {}, {}
-            for k in keys:
-                upd, new_o[k] = self.plan.txs[k].update(g[k], opts[k], params[k])
-                new_p[k] = optax.apply_updates(params[k], upd)
-            return new_p, new_o, losses
-
-        params = {k: ensemble[k] for k in keys}
-        opts = {k: opt[k] for k in keys}
-        new_p, new_o, losses = jax.vmap(member_step)(params, opts)
-        return {**ensemble, **new_p}, {**opt, **new_o}, jnp.mean(losses, axis=0)
-
-    def step_inputs(self, key):
-        """This step's rows: all points, or a subsample, with redrawn noise if asked for."""
-        inputs = self.program.redraw_noise(self.program.inputs, jax.random.fold_in(key, 7))
-        if self.batch_size is None:
-            return inputs
-        indices = {}
-        for i, (pk, n) in enumerate(sorted(self.program.pointset_sizes().items())):
-            if n > self.batch_size:
-                indices[pk] = jax.random.choice(
-                    jax.random.fold_in(key, i), n, (self.batch_size,), replace=False
-                )
-        return subsample_inputs(inputs, indices)
-
-    # ------------------------------------------------------------------ loops
-    def run_chunk(self, state, start, length: int, stop, partial: bool = True):
-        """``length`` steps from global index ``start``, recording every step. With
-        ``partial``, steps at or past ``stop`` are no-ops (the last chunk of a solve); a full
-        chunk skips that select (a second compiled variant, never more)."""
-
-        def body(st, i):
-            index = start + i
-            new, rec = self.step(st, index)
-            if partial:
-                active = index < stop
-                new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, st)
-            if rec["losses"] is None:
-                losses = self.chain_losses(
-                    new["point"], rec["positions"], self.program.inputs, new["ensemble"]
-                )
-                rec = {**rec, "losses": losses}
-            return new, rec
-
-        return jax.lax.scan(body, state, jnp.arange(length))
-
-    def run_silent(self, state, start, length: int, stop):
-        """``length`` steps recording nothing (fastpath warm-up)."""
-
-        def body(i, st):
-            index = start + i
-            new, _ = self.step(st, index)
-            return jax.tree.map(lambda a, b: jnp.where(index < stop, a, b), new, st)
-
-        return jax.lax.fori_loop(0, length, body, state)
-
-    def run_sample_chunk(self, state, start, n_draws: int, thin: int, stop):
-        """``n_draws`` recorded draws, ``thin`` steps each (fastpath sampling): ``thin - 1``
-        unrecorded steps, then one recorded step."""
-
-        def draw(st, j):
-            base = start + j * thin
-            if thin > 1:
-                st = self.run_silent(st, base, thin - 1, stop)
-            index = base + thin - 1
-            new, rec = self.step(st, index)
-            new = jax.tree.map(lambda a, b: jnp.where(index < stop, a, b), new, st)
-            return new, {"positions": rec["positions"], "infos": rec["infos"]}
-
-        return jax.lax.scan(draw, state, jnp.arange(n_draws))

@@ -1,17 +1,18 @@
-"""Group the models of a solve by configurator and validate the combination.
+"""Group the models of a solve into blocks and validate the combination.
 
-* optax models: ``.optimizer(tx)`` or no configurator (``optax.adam(1e-3)``), trained on the
-  total loss; with masked Bayesian groups on the same model (pattern B) only the leaves
-  outside the masks are trained.
-* Bayesian blocks: groups with equal settings (:meth:`BayesSettings.block_key`) are one
-  position pytree sampled by one kernel; blocks are updated in turn (Gibbs).
-* frozen models are constants.
+* Sampling blocks (``.bayesian``, ``.vi``): groups with equal settings
+  (:meth:`~jno.trace.config.BayesSettings.block_key`) are one position sampled by one kernel;
+  VI fits and masked groups are blocks of their own. The family class comes from the
+  settings (it claimed the factory at configuration time). Blocks are updated in turn (Gibbs).
+* The optax group: models with ``.optimizer(tx)`` or no configurator (``optax.adam(1e-3)``);
+  with masked groups on the same model (pattern B) it owns the leaves outside the masks.
+* The deep ensemble: ``.ensemble(...)`` models, one block of E members.
+* Frozen models, and leaves no block owns, stay in ``SolveState.point``.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import equinox as eqx
 import jax
@@ -20,61 +21,46 @@ import optax
 
 from ..lower.evaluate import model_key
 from ..lower.program import Program
-from ..trace.config import BayesSettings, VISettings
-from ..trace.model import Group, Model, Parameter
-
-log = logging.getLogger("jno")
+from ..trace.model import Model, Parameter
+from .blocks import Block, EnsembleBlock, Member, OptaxBlock
+from .blocks.base import take_masked
 
 DEFAULT_OPTIMIZER = optax.adam(1e-3)
 
 
 @dataclass
-class Member:
-    """One (model, group) pair of a Bayesian block."""
-
-    model: Model
-    group: Group
-    mask_params: object  # bool pytree over the model's params structure, or None (everything)
-
-    @property
-    def key(self) -> str:
-        return f"{model_key(self.model)}.{self.model.groups.index(self.group)}"
-
-
-@dataclass
-class Block:
-    """Models sampled jointly by one kernel (``kind="mcmc"``) or one mean-field VI fit."""
-
-    settings: BayesSettings | VISettings
-    members: list[Member] = field(default_factory=list)
-
-    @property
-    def kind(self) -> str:
-        return "vi" if isinstance(self.settings, VISettings) else "mcmc"
-
-    @property
-    def initializer(self):
-        """The first log-density initializer set on a member model, if any."""
-        for mem in self.members:
-            init = mem.model.initializer
-            if init is not None and getattr(init, "requires_logdensity", False):
-                return init
-        return None
-
-    @property
-    def label(self) -> str:
-        return ", ".join(f"'{m.model.model_name}'" for m in self.members)
-
-
-@dataclass
 class SolvePlan:
-    optax_models: list[Model]
-    frozen: list[Model]
+    """The blocks of a solve, in update order, and what they share.
+
+    Attributes:
+        blocks: sampling blocks (Gibbs order), then the optax group, then the ensemble.
+        frozen: models held constant.
+        num_chains: K of the sampling blocks (1 without any).
+        population: the leading axis every population block shares (K chains or E members).
+        chain_axis: whether ``posterior_samples`` keep the chain axis.
+    """
+
     blocks: list[Block]
+    frozen: list[Model]
     num_chains: int
+    population: int
     chain_axis: bool
-    txs: dict
-    ensembles: list = field(default_factory=list)
+
+    @property
+    def sampling(self) -> list[Block]:
+        return [b for b in self.blocks if b.samples]
+
+    @property
+    def optax(self) -> OptaxBlock | None:
+        return next((b for b in self.blocks if isinstance(b, OptaxBlock)), None)
+
+    @property
+    def optax_models(self) -> list[Model]:
+        return [m.model for m in self.optax.members] if self.optax else []
+
+    @property
+    def ensemble(self) -> EnsembleBlock | None:
+        return next((b for b in self.blocks if isinstance(b, EnsembleBlock)), None)
 
 
 def mask_on_params(model: Model, mask):
@@ -89,26 +75,95 @@ def mask_on_params(model: Model, mask):
     return jax.tree.unflatten(treedef, kept)
 
 
+def outside_masks(model: Model, masks: list):
+    """The leaves of ``model`` outside every mask in ``masks`` (pattern B's optax part)."""
+    if isinstance(model, Parameter):
+        return not any(masks)
+    return jax.tree.map(lambda *flags: not any(flags), *masks)
+
+
+def default_prior():
+    from ..bayesian import priors
+
+    return priors.gaussian(sigma=10.0)
+
+
+def check_prior(prior, position, where: str) -> None:
+    """Raise a clear error unless ``prior(position)`` is a scalar (checked abstractly)."""
+    try:
+        out = jax.eval_shape(prior, position)
+    except Exception as err:
+        raise ValueError(f"{where}: the prior raised on the model's parameters: {err}") from None
+    if not hasattr(out, "shape") or out.shape != ():
+        raise ValueError(
+            f"{where}: the prior must return a scalar log-density, got "
+            f"{getattr(out, 'shape', type(out).__name__)}; sum over the leaves, e.g. "
+            "lambda p: -0.5 * sum(jnp.sum(l**2) for l in jax.tree.leaves(p))."
+        )
+
+
 def make_plan(program: Program) -> SolvePlan:
-    """Group ``program``'s models and validate the combination (errors name the model)."""
-    optax_models, frozen, blocks_by_key = [], [], {}
+    """Group ``program``'s models into blocks and validate the combination (errors name the
+    model and the fix)."""
+    params = program.initial_params()
+    grouped: dict = {}
+    optax_members, txs, frozen, ensembles = [], {}, [], []
     for m in program.models:
+        mk = model_key(m)
         if m.ensemble_settings is not None:
+            ensembles.append(m)
             continue
-        for g in m.groups:
-            member = Member(m, g, mask_on_params(m, g.mask))
-            if g.kind == "vi" or g.mask is not None:
-                key = ("own", id(g))  # VI fits and masked groups are blocks of their own
-            else:
-                key = g.settings.block_key()
-            block = blocks_by_key.setdefault(key, Block(g.settings))
-            block.members.append(member)
+        for i, g in enumerate(m.groups):
+            mask = mask_on_params(m, g.mask)
+            prior = default_prior() if g.settings.prior is None else g.settings.prior
+            check_prior(prior, take_masked(params[mk], mask), m.where)
+            key = ("own", id(g)) if g.kind == "vi" or g.mask is not None else g.settings.block_key()
+            _, members, priors = grouped.setdefault(key, (g.settings, [], []))
+            members.append(Member(m, mask, f"{mk}.{i}"))
+            priors.append(prior)
         if m.frozen:
             frozen.append(m)
         elif not m.groups or (m.tx is not None and all(g.mask is not None for g in m.groups)):
-            optax_models.append(m)
-    blocks = list(blocks_by_key.values())
-    mcmc = [b for b in blocks if b.kind == "mcmc"]
+            masks = [mask_on_params(m, g.mask) for g in m.groups]
+            optax_members.append(Member(m, outside_masks(m, masks) if masks else None, mk))
+            txs[mk] = m.tx if m.tx is not None else DEFAULT_OPTIMIZER
+    blocks: list[Block] = []
+    for settings, members, priors in grouped.values():
+        blocks.append(settings.family(settings, members, priors, num_chains=settings.num_chains))
+    num_chains = _check_sampling(blocks)
+    if optax_members:
+        blocks.append(OptaxBlock(optax_members, txs))
+    population = num_chains
+    if ensembles:
+        sizes = {m.ensemble_settings.size for m in ensembles}
+        if any(b.samples for b in blocks) or len(sizes) > 1:
+            raise ValueError(
+                "crux.solve: .ensemble() models must share one size and cannot be combined with "
+                ".bayesian()/.vi() models in one solve."
+            )
+        terms, ens_txs = [], {}
+        for m in ensembles:
+            s = m.ensemble_settings
+            prior = default_prior() if s.prior is None else s.prior
+            check_prior(prior, params[model_key(m)], m.where)
+            terms.append((prior, s.prior_weight))
+            ens_txs[model_key(m)] = s.optimizer or DEFAULT_OPTIMIZER
+        members = [Member(m, None, model_key(m)) for m in ensembles]
+        blocks.append(EnsembleBlock(members, ens_txs, terms))
+        population = sizes.pop()
+    sampling = [b for b in blocks if b.samples]
+    return SolvePlan(
+        blocks=blocks,
+        frozen=frozen,
+        num_chains=num_chains,
+        population=population,
+        chain_axis=any(b.settings.chain_axis for b in sampling),
+    )
+
+
+def _check_sampling(blocks: list[Block]) -> int:
+    """One ``num_chains`` for all MCMC blocks; VI only with one chain; spliced draws align."""
+    mcmc = [b for b in blocks if not b.variational]
     chains = {b.settings.num_chains for b in mcmc}
     if len(chains) > 1:
         detail = ", ".join(f"{b.label}: num_chains={b.settings.num_chains}" for b in mcmc)
@@ -117,49 +172,32 @@ def make_plan(program: Program) -> SolvePlan:
             "set the same num_chains on each."
         )
     num_chains = chains.pop() if chains else 1
-    vi = [b for b in blocks if b.kind == "vi"]
+    vi = [b for b in blocks if b.variational]
     if vi and num_chains > 1:
         raise ValueError(
             f"crux.solve: VI model(s) {', '.join(b.label for b in vi)} cannot share a solve with "
             f"{num_chains} MCMC chains; use num_chains=1 for the MCMC models."
         )
-    _check_spliced_draws(blocks)
-    ensembles = [m for m in program.models if m.ensemble_settings is not None]
-    if ensembles:
-        sizes = {m.ensemble_settings.size for m in ensembles}
-        if blocks or len(sizes) > 1:
-            raise ValueError(
-                "crux.solve: .ensemble() models must share one size and cannot be combined with "
-                ".bayesian()/.vi() models in one solve."
-            )
-    txs = {model_key(m): (m.tx if m.tx is not None else DEFAULT_OPTIMIZER) for m in optax_models}
-    for m in ensembles:
-        txs[model_key(m)] = m.ensemble_settings.optimizer or DEFAULT_OPTIMIZER
-    return SolvePlan(
-        optax_models=optax_models,
-        frozen=frozen,
-        blocks=blocks,
-        num_chains=num_chains,
-        chain_axis=any(b.settings.chain_axis for b in mcmc) or bool(vi),
-        txs=txs,
-        ensembles=ensembles,
-    )
-
-
-def _check_spliced_draws(blocks) -> None:
-    """Pattern E: a model's VI and MCMC groups are spliced draw by draw."""
-    for b in blocks:
-        if b.kind != "vi":
-            continue
+    for b in vi:  # pattern E: a model's VI and MCMC groups are spliced draw by draw
         for mem in b.members:
-            for other in blocks:
-                if other.kind == "mcmc" and any(o.model is mem.model for o in other.members):
+            for other in mcmc:
+                if any(o.model is mem.model for o in other.members):
                     if other.settings.keep != b.settings.posterior_draws:
                         raise ValueError(
                             f"{mem.model.where}: the VI group's posterior_draws="
                             f"{b.settings.posterior_draws} must equal the MCMC group's keep="
                             f"{other.settings.keep} so their draws can be spliced."
                         )
+    return num_chains
+
+
+def block_initializer(block: Block):
+    """The first log-density initializer set on a member model of ``block``, if any."""
+    for mem in block.members:
+        init = mem.model.initializer
+        if init is not None and getattr(init, "requires_logdensity", False):
+            return init
+    return None
 
 
 def resolve_substeps(program: Program, plan: SolvePlan, substeps):
@@ -189,17 +227,17 @@ def resolve_substeps(program: Program, plan: SolvePlan, substeps):
             seen[m.uid] = s
             uids.add(m.uid)
         out.append((mask, uids))
-    for b in plan.blocks:
+    for b in plan.sampling:
         s_of = {seen.get(mem.model.uid) for mem in b.members}
         if len(s_of) > 1:
             raise ValueError(f"substeps: models {b.label} are sampled jointly; list them together")
-        if b.kind == "mcmc" and b.settings.adapts:
+        if b.adapts(b.settings):
             raise ValueError(
                 f"substeps: Bayesian model(s) {b.label} use adapt=True; window adaptation runs on "
                 "the full loss but the kernel sees only its substep's constraints. Set "
                 "adapt=False and pick step_size by hand."
             )
-        if b.initializer is not None:
+        if block_initializer(b) is not None:
             raise ValueError(
                 f"substeps: model(s) {b.label} have a log-density initializer, which runs on the "
                 "full loss while substep kernels see only their constraints; drop one of the two."

@@ -11,35 +11,58 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-HMC_FAMILY_NAMES = ("nuts", "hmc", "dynamic_hmc", "multinomial_hmc")
+_FAMILIES: list = []
 
 
-def kernel_family(factory: Callable, where: str) -> str:
-    """``"full"`` (first parameter ``logdensity_fn``) or ``"sg"`` (``grad_estimator``).
+def register_family(family):
+    """Register a sampler family (a class of ``jno.solve.blocks``) for ``.bayesian(...)``.
 
-    blackjax's top-level kernels hide their signature behind ``*args``; their ``build_kernel``
-    and ``init`` reveal the family instead.
+    A family declares ``name``, ``priority`` (higher is asked first), ``claims(factory) ->
+    bool``, ``validate(where, settings)`` (configuration-time errors) and ``adapts(settings)``.
+    The trace layer imports nothing of the solve layer: families register themselves when
+    ``jno.solve.blocks`` is imported (``import jno`` does it).
     """
+    _FAMILIES.append(family)
+    _FAMILIES.sort(key=lambda f: -f.priority)
+    return family
+
+
+def kernel_family(factory: Callable, where: str):
+    """The registered family that claims ``factory`` (the seed's first-parameter rule:
+    ``logdensity_fn`` is full-data MCMC, ``grad_estimator`` is SG-MCMC)."""
     if not callable(factory):
         raise TypeError(f"{where}: kernel_factory must be callable, got {factory!r}")
-    name = factory_name(factory)
-    if name in ("sgld", "sghmc", "sgnht", "csgld"):
-        return "sg"
-    try:
-        params = list(inspect.signature(factory).parameters)
-    except (TypeError, ValueError):
-        params = []
-    if params and params[0] == "logdensity_fn":
-        return "full"
-    if params and params[0] == "grad_estimator":
-        return "sg"
-    if params[:2] == ["args", "kwargs"] and hasattr(factory, "build_kernel"):
-        return "full"
+    for family in _FAMILIES:
+        if family.claims(factory):
+            return family
     raise TypeError(
-        f"{where}: cannot tell the kernel family of {name!r}: its first parameter must be named "
-        "`logdensity_fn` (full-data MCMC: nuts, hmc, mala, custom SamplingAlgorithm factories) or "
-        "`grad_estimator` (stochastic-gradient MCMC: sgld, sghmc)."
+        f"{where}: cannot tell the kernel family of {factory_name(factory)!r}: its first "
+        "parameter must be named `logdensity_fn` (full-data MCMC: nuts, hmc, mala, custom "
+        "SamplingAlgorithm factories) or `grad_estimator` (stochastic-gradient MCMC: sgld, sghmc)."
     )
+
+
+def factory_signature(factory: Callable) -> list[inspect.Parameter]:
+    """The parameters of a kernel factory, looking through blackjax's generated top-level
+    APIs (whose ``__call__`` is ``*args, **kwargs``) to the function they wrap."""
+    target = getattr(factory, "differentiable", factory)
+    try:
+        return list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
+def first_parameter(factory: Callable) -> str | None:
+    params = factory_signature(factory)
+    return params[0].name if params else None
+
+
+def accepts(factory: Callable, name: str) -> bool:
+    """Whether ``factory`` takes keyword ``name`` (True when its signature is unknown)."""
+    params = factory_signature(factory)
+    if not params:
+        return True
+    return any(p.name == name for p in params) or any(p.kind == p.VAR_KEYWORD for p in params)
 
 
 def factory_name(factory: Callable) -> str:
@@ -53,16 +76,12 @@ def factory_name(factory: Callable) -> str:
     return name
 
 
-def is_hmc_family(factory: Callable) -> bool:
-    return factory_name(factory) in HMC_FAMILY_NAMES
-
-
 @dataclass
 class BayesSettings:
     """What ``model.bayesian(...)`` asked for."""
 
     factory: Callable
-    family: str
+    family: Any  # the solve-layer block class that claimed the factory
     prior: Callable | None
     warmup: int
     keep: int
@@ -80,8 +99,8 @@ class BayesSettings:
 
     @property
     def adapts(self) -> bool:
-        """Whether blackjax window adaptation runs for this kernel."""
-        return self.adapt and is_hmc_family(self.factory) and self.warmup > 0
+        """Whether this block tunes its kernel during warm-up (the family decides)."""
+        return self.family.adapts(self)
 
     def block_key(self) -> tuple:
         """Models with equal keys are sampled jointly as one position by one kernel."""
@@ -151,12 +170,7 @@ def make_bayes_settings(
         likelihood_scale=float(likelihood_scale),
         kernel_kwargs=dict(kernel_kwargs),
     )
-    if "step_size" not in kernel_kwargs and not settings.adapts:
-        raise ValueError(
-            f"{where}: .bayesian({settings.name}, ...) needs step_size=. Only HMC-family kernels "
-            "(nuts, hmc) with adapt=True and warmup > 0 choose one by window adaptation; pass e.g. "
-            "step_size=1e-3."
-        )
+    family.validate(where, settings)
     return settings
 
 
@@ -168,6 +182,7 @@ class VISettings:
     num_chains = 1
 
     factory: Callable
+    family: Any  # the solve-layer block class that claimed the factory
     optimizer: Any
     num_samples: int
     posterior_draws: int

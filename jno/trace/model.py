@@ -19,9 +19,11 @@ import numpy as np
 from .config import (
     EnsembleSettings,
     VISettings,
+    factory_name,
+    kernel_family,
     make_bayes_settings,
 )
-from .node import Placeholder, as_node, common_pointset
+from .node import Placeholder
 from .pointset import default_float
 
 _model_ids = itertools.count(1)
@@ -87,7 +89,7 @@ class Model:
 
         ``mask`` is a pytree of booleans with the structure of ``model.module``.
         """
-        mask = _check_mask(self, mask)
+        mask = check_mask(self, mask)
         self._pending_mask = mask
         return self
 
@@ -163,12 +165,11 @@ class Model:
             )
         if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
             raise TypeError(f"{self.where}: .vi(optimizer=...) needs an optax transformation")
-        from .config import factory_name
-
-        if factory_name(vi_factory) != "meanfield_vi":
+        family = kernel_family(vi_factory, self.where)
+        if not family.variational:
             raise ValueError(
                 f"{self.where}: .vi() supports blackjax.meanfield_vi (a diagonal Gaussian q), got "
-                f"{factory_name(vi_factory)!r}; full-rank VI is not wired into the solver yet."
+                f"{factory_name(vi_factory)!r}; for MCMC kernels use .bayesian()."
             )
         for arg, value in (("num_samples", num_samples), ("posterior_draws", posterior_draws)):
             if not isinstance(value, int) or value < 1:
@@ -184,6 +185,7 @@ class Model:
             )
         settings = VISettings(
             factory=vi_factory,
+            family=family,
             optimizer=optimizer,
             num_samples=num_samples,
             posterior_draws=posterior_draws,
@@ -218,20 +220,6 @@ class Model:
         if self.groups:
             raise ValueError(f"{self.where}: .ensemble() cannot be combined with .bayesian/.vi")
         self.ensemble_settings = EnsembleSettings(size, optimizer, float(prior_weight), prior)
-        return self
-
-    def lora(self, rank: int, alpha: float = 1.0, *, key=None) -> Model:
-        """Add low-rank adapters ``W + (alpha/rank)·B A`` to every ``eqx.nn.Linear`` of the
-        network (``B = 0`` at start, so the output is unchanged). The next ``.bayesian()`` /
-        ``.vi()`` acts on the adapter leaves only; ``.optimizer()`` trains only them too
-        (the base weights are held by a stop-gradient)."""
-        if isinstance(self, Parameter):
-            raise TypeError(f"{self.where}: .lora() applies to networks, not parameters")
-        from ..nn.lora import lora, lora_mask
-
-        key = jax.random.PRNGKey(self.uid) if key is None else key
-        self.module = lora(self.module, rank, alpha, key=key)
-        self._lora_mask = _check_mask(self, lora_mask(self.module))
         return self
 
     def _add_group(self, group: Group) -> None:
@@ -278,46 +266,7 @@ class Parameter(Model, Placeholder):
         Placeholder.__init__(self, (), None, value.shape, value.dtype)
 
 
-class Network(Model):
-    """A wrapped equinox module; calling it on placeholders builds a model-call node."""
-
-    kind = "net"
-
-    def __init__(self, module, name: str | None = None):
-        if not isinstance(module, eqx.Module) and not callable(module):
-            raise TypeError(f"jno.nn.wrap needs an equinox module, got {type(module).__name__}")
-        super().__init__(module, name)
-
-    def __call__(self, *args) -> Placeholder:
-        return ModelCall(self, [as_node(a) for a in args])
-
-    def __repr__(self) -> str:
-        return f"<jno network '{self.model_name}'>"
-
-
-class ModelCall(Placeholder):
-    """``network(*args)`` evaluated point-wise."""
-
-    op = "call"
-
-    def __init__(self, model: Network, args):
-        pointset = common_pointset(args, f"{model.model_name}(...)")
-        self.model = model
-        try:
-            out = eqx.filter_eval_shape(
-                lambda m, *a: m(*a), model.module, *[a.abstract() for a in args]
-            )
-        except Exception as err:
-            shapes = ", ".join(str(a.shape) for a in args)
-            raise ValueError(
-                f"model '{model.model_name}' cannot be called on per-point inputs of shape "
-                f"{shapes}: {err}. Concatenate coordinates with jno.np.concat([x, y], axis=-1) "
-                "to match the network's input size."
-            ) from None
-        super().__init__(args, pointset, out.shape, out.dtype)
-
-
-def _check_mask(model: Model, mask):
+def check_mask(model: Model, mask):
     """Validate a leaf-level boolean mask and return it as a pytree of Python bools."""
     if jax.tree.structure(mask) != jax.tree.structure(model.module):
         raise ValueError(

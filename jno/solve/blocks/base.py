@@ -1,0 +1,248 @@
+"""The block protocol: what every inference family implements, and nothing more.
+
+A solve is a list of blocks. Each block moves one part of the parameters (its *position*: a
+dict ``{member key: pytree}`` over the models and masked groups it owns) and holds a
+:class:`~jno.solve.state.BlockState` with a leading population axis (chains, members, or
+none). The engine calls, per block and per population element:
+
+``init(key, position, objective, tuned) -> kernel state``
+    the family's state at a start, for the kernel arguments ``tuned``;
+``step(key, state, objective) -> (state, info)``
+    one transition (an MCMC move, an optax update, an ELBO step) of a :class:`BlockState`;
+``adapt(key, state, objective, num_steps) -> (state, grad_evals)``
+    optional warm-up tuning (window adaptation, MCLMC's tuner);
+``position(kernel state) -> position``;
+``record(state, info) -> (draw, diagnostics)``
+    what a recorded step keeps: the draw, and a flat ``{field: scalar}`` dict.
+
+The engine vmaps these over the population (chains or members); a block is written for one
+chain. ``info`` is a dict of arrays; its ``num_integration_steps`` (if any) is added to the
+solve's gradient-evaluation count.
+
+``objective(position) -> (data_loss, losses)`` is built by the engine for this block: the
+weighted data term ``Σ_k w_k L_k`` with every other block held (``w_k`` from the block's
+``likelihood_scale``; a substep's constraint mask applied), and the per-constraint losses
+``(C,)``. A sampling block turns it into its log-density with :meth:`Block.log_posterior`
+(``-data_loss + log prior``); an optimisation block minimises it.
+
+The family is declared by the class (``family``, ``population``, ``records``, ``diagnostics``,
+``metrics``), never guessed elsewhere. A new family is one new module in this package that
+subclasses :class:`Block` and is decorated with :func:`~jno.trace.config.register_family`
+(the package imports every module it contains).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ...lower.evaluate import model_key
+from ..state import BlockState
+
+PyTree = Any
+Objective = Callable[[PyTree], tuple[jax.Array, jax.Array]]
+
+
+class Member:
+    """One (model, group) pair of a block: which model and which of its leaves (``mask``:
+    a bool pytree over the model's params, ``True``/``False`` for a Parameter, ``None`` for
+    every leaf)."""
+
+    def __init__(self, model, mask, key: str):
+        self.model = model
+        self.mask = mask
+        self.key = key
+
+    @property
+    def model_key(self) -> str:
+        return model_key(self.model)
+
+
+class Block:
+    """Base class of the inference families (see the module docstring).
+
+    Args:
+        settings: the configurator's settings (``BayesSettings``, ``VISettings``, ...).
+        members: the :class:`Member` s this block moves.
+        priors: one ``pytree -> log p`` per member (sampling families), or ``None``.
+        num_chains: the population size for ``population == "chains"``.
+        refresh: re-initialise kernel states every step because what they condition on
+            moves (Gibbs blocks, optax models, mini-batches, redrawn noise, substeps).
+    """
+
+    #: a short name used in logs
+    family: ClassVar[str] = "block"
+    #: ``"chains"``, ``"members"`` or ``None``: the leading axis of the kernel state
+    population: ClassVar[str | None] = "chains"
+    #: whether recorded steps become ``posterior_samples``
+    records: ClassVar[bool] = True
+    #: info fields kept as ``posterior_diagnostics``; ``None``: the family has none
+    diagnostics: ClassVar[tuple[str, ...] | None] = None
+    #: info fields appended to the history as ``"<field>:<label>"`` every step
+    metrics: ClassVar[tuple[str, ...]] = ()
+    #: whether the block is a variational fit (``.vi``)
+    variational: ClassVar[bool] = False
+    #: whether the block samples (has a log-density, priors, chains)
+    samples: ClassVar[bool] = True
+    #: registration order: families with a higher priority are asked first
+    priority: ClassVar[int] = 0
+
+    def __init__(
+        self, settings, members: list[Member], priors=None, *, num_chains=1, refresh=False
+    ):
+        self.settings = settings
+        self.members = members
+        self.priors = priors or []
+        self.num_chains = num_chains
+        self.refresh = refresh
+
+    # ------------------------------------------------------------------ family declaration
+    @classmethod
+    def claims(cls, factory) -> bool:
+        """Whether this family runs ``factory`` (sampler families override)."""
+        return False
+
+    @classmethod
+    def validate(cls, where: str, settings) -> None:
+        """Configuration-time checks of ``settings``; raise naming ``where`` and the fix."""
+
+    @classmethod
+    def adapts(cls, settings) -> bool:
+        """Whether the block tunes its kernel in warm-up (then ``adapt`` is called)."""
+        return False
+
+    @classmethod
+    def schema(cls, settings) -> str:
+        """The diagnostics this family records, for the configuration log line."""
+        return ", ".join(cls.diagnostics) if cls.diagnostics else "none"
+
+    # ------------------------------------------------------------------ protocol
+    def tuning(self, position) -> dict:
+        """Per-chain kernel arguments before adaptation (``{}``: none)."""
+        return {}
+
+    def init(self, key, position, objective: Objective, tuned: dict):
+        raise NotImplementedError
+
+    def step(self, key, state: BlockState, objective: Objective) -> tuple[BlockState, dict]:
+        raise NotImplementedError
+
+    def adapt(self, key, state: BlockState, objective: Objective, num_steps: int):
+        """Warm-up tuning of one chain: ``(state, grad_evals)``."""
+        raise NotImplementedError(f"{type(self).__name__} does not adapt")
+
+    def position(self, kernel_state):
+        """The position inside the family's state (a NamedTuple's or a dict's ``position``)."""
+        return field_of(kernel_state, "position")
+
+    def record(self, state: BlockState, info) -> tuple[PyTree, dict]:
+        return self.position(state.kernel), info
+
+    def posterior(self, key, state: BlockState, recorded):
+        """The draws published as ``posterior_samples`` ``{member key: (K, N, ...)}``: the
+        kept records (``recorded``, or ``None`` when there are none) unless the family makes
+        its own at the end (VI: draws from ``q``; ensembles: the members)."""
+        return recorded
+
+    def for_substep(self, uids: set[int]):
+        """This block if a substep with models ``uids`` moves it, else ``None``."""
+        return self if any(m.model.uid in uids for m in self.members) else None
+
+    # ------------------------------------------------------------------ schedule
+    @property
+    def label(self) -> str:
+        return ", ".join(f"'{m.model.model_name}'" for m in self.members)
+
+    def kept_rows(self, steps: np.ndarray) -> np.ndarray:
+        """Which global step indices are recorded as draws (bool, like ``steps``)."""
+        return np.zeros(np.shape(steps), bool)
+
+    @property
+    def keep(self) -> int:
+        return getattr(self.settings, "keep", 0)
+
+    def default_epochs(self, done: int) -> int | None:
+        """Steps a bare ``solve()`` runs after ``done`` steps (``None``: no default)."""
+        return None
+
+    def log_posterior(self, objective: Objective) -> Callable[[PyTree], jax.Array]:
+        """``θ -> -data_loss(θ) + Σ_m log prior_m(θ_m)``."""
+
+        def logdensity(position):
+            data, _ = objective(position)
+            lp = sum(prior(position[m.key]) for prior, m in zip(self.priors, self.members))
+            return -data + lp
+
+        return logdensity
+
+    def describe(self) -> str:
+        """The configuration log line of this block."""
+        return f"Model {self.label}: {self.family}"
+
+
+def field_of(kernel_state, name: str, default=None):
+    """``kernel_state.name`` or ``kernel_state[name]`` (custom kernels may keep dicts)."""
+    if isinstance(kernel_state, dict):
+        return kernel_state.get(name, default)
+    return getattr(kernel_state, name, default)
+
+
+def jitter_tree(key, tree, scale: float):
+    """``tree + scale · N(0, 1)`` leaf by leaf (identity when ``scale == 0``)."""
+    if scale == 0:
+        return tree
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    return jax.tree.unflatten(
+        treedef,
+        [
+            leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
+            for leaf, k in zip(leaves, keys)
+        ],
+    )
+
+
+def take_masked(params, mask):
+    """The masked subset of ``params`` (``None`` elsewhere); everything when ``mask is None``."""
+    if mask is None:
+        return params
+    if isinstance(mask, bool):
+        return params if mask else None
+    return jax.tree.map(lambda m, p: p if m else None, mask, params, is_leaf=_is_none)
+
+
+def drop_masked(params, mask):
+    """``params`` with the masked leaves removed (``None``)."""
+    if mask is None:
+        return None
+    if isinstance(mask, bool):
+        return None if mask else params
+    return jax.tree.map(lambda m, p: None if m else p, mask, params, is_leaf=_is_none)
+
+
+def _is_none(x) -> bool:
+    return x is None
+
+
+def trainable(params):
+    """The inexact-array leaves of ``params`` (what optax and samplers move)."""
+    return eqx.filter(params, eqx.is_inexact_array)
+
+
+def scalar_info(info, fields: tuple[str, ...] | None) -> dict:
+    """``{field: array}`` of a kernel's info: the listed fields the info has, or (when none of
+    them is there, e.g. a custom kernel) every scalar field."""
+    if info is None:
+        return {}
+    values = (
+        info._asdict() if hasattr(info, "_asdict") else (info if isinstance(info, dict) else {})
+    )
+    known = {k: values[k] for k in (fields or ()) if k in values}
+    if not known:
+        known = {k: v for k, v in values.items() if hasattr(v, "shape") and jnp.ndim(v) == 0}
+    return {k: jnp.asarray(v) for k, v in known.items()}

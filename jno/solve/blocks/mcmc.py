@@ -1,0 +1,154 @@
+"""Full-data MCMC: any blackjax kernel whose factory takes ``logdensity_fn`` first (NUTS, HMC,
+MALA, custom ``SamplingAlgorithm`` factories).
+
+The kernel is rebuilt from its factory around the current log-density at every step (cheap:
+Python closures at trace time). HMC-family kernels (``nuts``, ``hmc``, ...) with
+``adapt=True`` run blackjax window adaptation over warm-up, every chain on its own, and keep
+the adapted ``step_size`` and ``inverse_mass_matrix`` per chain in ``BlockState.tuned``.
+"""
+
+from __future__ import annotations
+
+import blackjax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.adaptation.base import get_filter_adapt_info_fn
+from jax.flatten_util import ravel_pytree
+
+from ...trace.config import accepts, factory_name, factory_signature, register_family
+from ...trace.pointset import default_float
+from ..state import BlockState
+from .base import Block, field_of, scalar_info
+
+HMC_FAMILY = ("nuts", "hmc", "dynamic_hmc", "multinomial_hmc")
+
+
+def is_hmc_family(factory) -> bool:
+    return factory_name(factory) in HMC_FAMILY
+
+
+def check_kernel_kwargs(where: str, settings, extra: tuple[str, ...] = ()) -> None:
+    """Every keyword given to ``.bayesian`` must be one the factory (or the step) accepts."""
+    for name in settings.kernel_kwargs:
+        if name not in extra and not accepts(settings.factory, name):
+            params = [p.name for p in factory_signature(settings.factory)[1:]]
+            raise TypeError(
+                f"{where}: .bayesian({settings.name}, {name}=...): the kernel does not accept "
+                f"`{name}`; it takes {', '.join(params + list(extra)) or 'no keywords'}."
+            )
+
+
+class SampledBlock(Block):
+    """What every MCMC family shares: the ``warmup/keep/thin`` schedule and its defaults."""
+
+    def kept_rows(self, steps: np.ndarray) -> np.ndarray:
+        s = self.settings
+        steps = np.asarray(steps)
+        return (steps >= s.warmup) & ((steps - s.warmup + 1) % s.thin == 0)
+
+    def default_epochs(self, done: int) -> int:
+        s = self.settings
+        full = s.warmup + s.keep * s.thin
+        return full - done if done < full else s.keep * s.thin
+
+    def describe(self) -> str:
+        s = self.settings
+        return (
+            f"Model {self.label}: Bayesian sampling via '{s.name}' (kind={self.family}, "
+            f"warmup={s.warmup}, keep={s.keep}, thin={s.thin}, chains={s.num_chains}, "
+            f"adapt={s.adapts}, likelihood_scale={s.likelihood_scale:g}, "
+            f"diagnostics={self.schema(s)})"
+        )
+
+
+@register_family
+class MCMCBlock(SampledBlock):
+    """Full-data MCMC with a blackjax ``SamplingAlgorithm`` factory."""
+
+    family = "full"
+    diagnostics = ("is_divergent", "acceptance_rate", "energy", "num_integration_steps")
+
+    @classmethod
+    def claims(cls, factory) -> bool:
+        params = factory_signature(factory)
+        if params and params[0].name == "logdensity_fn":
+            return True
+        return [p.name for p in params] == ["args", "kwargs"] and hasattr(factory, "build_kernel")
+
+    @classmethod
+    def adapts(cls, settings) -> bool:
+        return settings.adapt and is_hmc_family(settings.factory) and settings.warmup > 0
+
+    @classmethod
+    def validate(cls, where: str, settings) -> None:
+        check_kernel_kwargs(where, settings)
+        if "step_size" not in settings.kernel_kwargs and not settings.adapts:
+            raise ValueError(
+                f"{where}: .bayesian({settings.name}, ...) needs step_size=. Only HMC-family "
+                "kernels (nuts, hmc) with adapt=True and warmup > 0 choose one by window "
+                "adaptation; pass e.g. step_size=1e-3."
+            )
+
+    @classmethod
+    def schema(cls, settings) -> str:
+        if is_hmc_family(settings.factory):
+            return "is_divergent, acceptance_rate, energy"
+        if settings.name == "mala":
+            return "acceptance_rate"
+        return "fields of the kernel's info"
+
+    def tuning(self, position) -> dict:
+        s = self.settings
+        if not is_hmc_family(s.factory):
+            return {}
+        dim = ravel_pytree(position)[0].shape[0]
+        imm = s.kernel_kwargs.get("inverse_mass_matrix")
+        return {
+            "step_size": jnp.asarray(s.kernel_kwargs.get("step_size", 1.0), default_float()),
+            "inverse_mass_matrix": (
+                jnp.ones((dim,), default_float())
+                if imm is None
+                else jnp.asarray(imm, default_float())
+            ),
+        }
+
+    def kernel(self, logdensity, tuned: dict):
+        return self.settings.factory(logdensity, **{**self.settings.kernel_kwargs, **tuned})
+
+    def init(self, key, position, objective, tuned):
+        return self.kernel(self.log_posterior(objective), tuned).init(position)
+
+    def step(self, key, state: BlockState, objective):
+        kernel = self.kernel(self.log_posterior(objective), state.tuned)
+        kstate = kernel.init(self.position(state.kernel)) if self.refresh else state.kernel
+        new, info = kernel.step(key, kstate)
+        out = scalar_info(info, self.diagnostics)
+        logdensity = field_of(new, "logdensity")
+        if logdensity is not None:
+            out["nonfinite"] = ~jnp.isfinite(logdensity)
+        return BlockState(new, state.tuned), out
+
+    def adapt(self, key, state: BlockState, objective, num_steps: int):
+        """blackjax window adaptation for ``num_steps`` steps from the chain's position."""
+        s = self.settings
+        kw = {
+            k: v
+            for k, v in s.kernel_kwargs.items()
+            if k not in ("step_size", "inverse_mass_matrix")
+        }
+        wa = blackjax.window_adaptation(
+            s.factory,
+            self.log_posterior(objective),
+            initial_step_size=state.tuned["step_size"],
+            initial_inverse_mass_matrix=state.tuned["inverse_mass_matrix"],
+            adaptation_info_fn=get_filter_adapt_info_fn(info_keys={"num_integration_steps"}),
+            **kw,
+        )
+        (kstate, params), info = wa.run(key, self.position(state.kernel), num_steps=num_steps)
+        tuned = {
+            "step_size": jnp.asarray(params["step_size"], default_float()),
+            "inverse_mass_matrix": jnp.asarray(params["inverse_mass_matrix"], default_float()),
+        }
+        steps = getattr(info.info, "num_integration_steps", None)
+        grads = jnp.sum(steps) if steps is not None else jnp.asarray(num_steps)
+        return BlockState(kstate, tuned), grads

@@ -1,0 +1,249 @@
+"""The solve layer against hand-written programs: optax and NUTS draw for draw, MCLMC (the
+family added as one file) against a closed form, invalid starts, and configurators called
+after ``jno.core``."""
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jno
+from jno.solve import streams as st
+
+from stats import assert_gaussian_within
+
+SIGMA = 0.1
+
+
+def _linear_problem(mesh=0.05):
+    dom = jno.domain(constructor=jno.domain.line(mesh_size=mesh))
+    x, _ = dom.variable("interior")
+    target = 3.14 * jno.np.sin(jno.np.pi * x) - 2.71 * jno.np.cos(jno.np.pi * x) + \
+        jno.noise.gaussian(std=SIGMA)
+    return dom, x, target
+
+
+def _exact(dom, data, prior_sigma=10.0):
+    xs = dom.points("interior")[:, 0].astype(np.float64)
+    phi = np.stack([np.sin(np.pi * xs), np.cos(np.pi * xs)], axis=1)
+    cov = np.linalg.inv(phi.T @ phi / SIGMA**2 + np.eye(2) / prior_sigma**2)
+    return cov @ phi.T @ np.asarray(data, np.float64) / SIGMA**2, np.sqrt(np.diag(cov))
+
+
+def test_optax_solve_equals_hand_written_adam():
+    """An optax-only PINN: jno's chunks against a hand-written adam loop on the same loss."""
+    dom = jno.domain(constructor=jno.domain.line(mesh_size=0.05))
+    x, _ = dom.variable("interior")
+    xb, _ = dom.variable("boundary")
+    net = jno.nn.wrap(jno.nn.mlp(1, 1, hidden_dims=8, num_layers=2, key=jax.random.PRNGKey(3)))
+    pde = jno.np.laplacian(net(x), [x]) + jno.np.pi**2 * jno.np.sin(jno.np.pi * x)
+    crux = jno.core([pde.mse, 10 * net(xb).mse])
+    program = crux.program
+    params0 = program.initial_params()
+    (key,) = params0
+    tx = optax.adam(1e-3)
+
+    def hand(p, n):
+        def body(carry, _):
+            p, o = carry
+            losses, g = jax.value_and_grad(lambda q: jnp.sum(program.losses({key: q})))(p), None
+            value, g = losses
+            updates, o = tx.update(g, o, p)
+            return (optax.apply_updates(p, updates), o), value
+
+        return jax.lax.scan(body, (p, tx.init(p)), None, length=n)
+
+    (want, _), want_total = jax.jit(hand, static_argnums=1)(params0[key], 120)
+    history = crux.solve(120, print_rate=50)
+    got = jax.tree.leaves(net.params())
+    for g, w in zip(got, jax.tree.leaves(want)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(history.total_loss, np.asarray(want_total), rtol=2e-5, atol=1e-6)
+
+
+def test_single_block_nuts_equals_hand_written_blackjax():
+    """Two parameters sampled jointly by NUTS (one block, one chain): window adaptation with
+    the block's adapt key, then one blackjax step per solve step with that step's key."""
+    dom, x, target = _linear_problem()
+    a = jno.np.parameter((1,), name="a", init=0.5)
+    b = jno.np.parameter((1,), name="b", init=-0.5)
+    for p in (a, b):
+        p.bayesian(blackjax.nuts, warmup=200, keep=60)
+    r = a * jno.np.sin(jno.np.pi * x) + b * jno.np.cos(jno.np.pi * x) - target
+    crux = jno.core([r.gaussian(std=SIGMA)], seed=5)
+    program, streams = crux.program, crux.streams
+    (block,) = crux.solver.plan.blocks
+    keys = [m.key for m in block.members]
+    mks = [m.model_key for m in block.members]
+    prior = jno.bayesian.priors.gaussian(sigma=10.0)
+
+    def logdensity(pos):
+        params = {mk: pos[k] for mk, k in zip(mks, keys)}
+        return -jnp.sum(program.losses(params)) + sum(prior(pos[k]) for k in keys)
+
+    start = {keys[0]: jnp.array([0.5]), keys[1]: jnp.array([-0.5])}
+    wa = blackjax.window_adaptation(
+        blackjax.nuts, logdensity, initial_step_size=1.0, initial_inverse_mass_matrix=jnp.ones(2)
+    )
+    (state, tuned), _ = jax.jit(wa.run, static_argnames="num_steps")(
+        st.adapt_keys(streams, 0, 1)[0], start, num_steps=200
+    )
+
+    @jax.jit
+    def sample(state, step_size, imm):
+        kernel = blackjax.nuts(logdensity, step_size=step_size, inverse_mass_matrix=imm)
+
+        def body(s, i):
+            s, _ = kernel.step(st.step_keys(streams, i, 0, 1)[0], s)
+            return s, s.position
+
+        return jax.lax.scan(body, state, jnp.arange(200, 260))[1]
+
+    want = sample(state, tuned["step_size"], tuned["inverse_mass_matrix"])
+    crux.solve()
+    got_tuned = crux.solver.state.blocks[0].tuned
+    np.testing.assert_allclose(float(got_tuned["step_size"][0]), float(tuned["step_size"]),
+                               rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(a.posterior_samples), np.asarray(want[keys[0]]),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(b.posterior_samples), np.asarray(want[keys[1]]),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_mclmc_matches_the_closed_form_posterior():
+    """blackjax.mclmc with its tuner, 4 chains, on the linear-Gaussian problem. MCLMC is
+    unadjusted: at the tuner's energy-error variance 5e-4 per dimension its bias on a
+    Gaussian is far below the MCSE of 8000 draws (Robnik et al. 2023, Fig. 3)."""
+    dom, x, target = _linear_problem(mesh=0.02)
+    a = jno.np.parameter((1,), name="a")
+    b = jno.np.parameter((1,), name="b")
+    for p in (a, b):
+        p.bayesian(blackjax.mclmc, warmup=1000, keep=2000, num_chains=4, init_jitter=0.5)
+    r = a * jno.np.sin(jno.np.pi * x) + b * jno.np.cos(jno.np.pi * x) - target
+    crux = jno.core([r.gaussian(std=SIGMA)], seed=2)
+    crux.solve()
+    data = np.asarray(crux.eval([target])[0])[:, 0]
+    mean, sd = _exact(dom, data)
+    assert crux.solver.plan.blocks[0].family == "mclmc"
+    assert set(a.posterior_diagnostics) >= {"energy_change", "nonfinite"}
+    tuned = crux.solver.state.blocks[0].tuned
+    assert np.all(np.asarray(tuned["L"]) > 0) and np.all(np.asarray(tuned["step_size"]) > 0)
+    for i, p in enumerate((a, b)):
+        assert_gaussian_within(np.asarray(p.posterior_samples)[..., 0], mean[i], sd[i])
+    assert crux.solver.grad_evals > 0
+
+
+def test_mclmc_without_tuning_needs_L_and_step_size():
+    a = jno.np.parameter((1,), name="a")
+    with pytest.raises(ValueError, match="needs L and step_size"):
+        a.bayesian(blackjax.mclmc, adapt=False)
+
+
+def test_unknown_kernel_argument_is_rejected_at_configuration():
+    a = jno.np.parameter((1,), name="a")
+    with pytest.raises(TypeError, match="does not accept `num_leapfrog`"):
+        a.bayesian(blackjax.nuts, num_leapfrog=5)
+    with pytest.raises(TypeError, match="does not accept `momentum`"):
+        a.bayesian(blackjax.sgld, step_size=1e-3, momentum=0.9)
+
+
+def test_start_where_the_log_density_is_nan_for_every_retry_is_an_error(caplog):
+    dom, x, target = _linear_problem()
+    a = jno.np.parameter((1,), name="a", init=-20.0)
+    a.bayesian(blackjax.nuts, warmup=50, keep=50, num_chains=2)
+    r = jno.np.sqrt(a) * jno.np.sin(jno.np.pi * x) - target   # NaN for a < 0: every retry
+    crux = jno.core([r.gaussian(std=SIGMA)])
+    with pytest.raises(ValueError, match=r"Model 'a'.*not finite.*constraint"):
+        crux.solve()
+    assert any("new start 10/10" in m for m in caplog.messages)
+
+
+def test_invalid_start_recovered_for_a_chain_started_in_the_undefined_region():
+    """log(a) at a = -0.2: NaN; a retry within ±2 lands at a > 0 and the chain samples the
+    posterior of a·sin(πx) with a > 0 (the data's a = 3.14, far from the boundary)."""
+    dom = jno.domain(constructor=jno.domain.line(mesh_size=0.05))
+    x, _ = dom.variable("interior")
+    target = 3.14 * jno.np.sin(jno.np.pi * x) + jno.noise.gaussian(std=SIGMA)
+    a = jno.np.parameter((1,), name="a", init=-0.2)
+    a.bayesian(blackjax.nuts, warmup=300, keep=1000, num_chains=2)
+    r = jno.np.exp(jno.np.log(a)) * jno.np.sin(jno.np.pi * x) - target
+    crux = jno.core([r.gaussian(std=SIGMA)], seed=4)
+    crux.solve()
+    xs = dom.points("interior")[:, 0].astype(np.float64)
+    data = np.asarray(crux.eval([target])[0], np.float64)[:, 0]
+    phi = np.sin(np.pi * xs)
+    prec = phi @ phi / SIGMA**2 + 1 / 100.0
+    assert_gaussian_within(np.asarray(a.posterior_samples)[..., 0],
+                           phi @ data / SIGMA**2 / prec, 1 / np.sqrt(prec))
+
+
+def test_optimizer_set_after_a_solve_is_used_by_the_next():
+    """``.optimizer(optax.sgd(0.0))`` after an Adam solve: the next solve holds the model."""
+    dom = jno.domain(constructor=jno.domain.line(mesh_size=0.1))
+    x, _ = dom.variable("interior")
+    k = jno.np.parameter((1,), name="k", init=0.0)
+    crux = jno.core([(k * x - 2.0 * x).mse])
+    crux.solve(50)
+    moved = np.asarray(k.module).copy()
+    assert abs(float(moved[0])) > 1e-3
+    k.optimizer(optax.sgd(0.0))
+    crux.solve(50)
+    np.testing.assert_array_equal(np.asarray(k.module), moved)
+    k.optimizer(optax.sgd(0.5))
+    crux.solve(200)
+    np.testing.assert_allclose(np.asarray(k.module), [2.0], atol=1e-4)
+    assert len(crux.history) == 300
+
+
+def test_lbfgs_after_adam_solves_a_least_squares_problem_exactly():
+    """Adam then ``optax.lbfgs()`` (its zoom line search gets value, grad and value_fn): the
+    least-squares fit of a cubic to sin(πx) reaches the normal-equation solution."""
+    dom = jno.domain(constructor=jno.domain.line(mesh_size=0.02))
+    x, _ = dom.variable("interior")
+    c = jno.np.parameter((4,), name="c", init=0.0)
+    fit = c[0] + c[1] * x + c[2] * x**2 + c[3] * x**3
+    crux = jno.core([(fit - jno.np.sin(jno.np.pi * x)).mse])
+    crux.solve(100)
+    c.optimizer(optax.lbfgs())
+    crux.solve(60)
+    xs = dom.points("interior")[:, 0].astype(np.float64)
+    phi = np.stack([xs**0, xs, xs**2, xs**3], axis=1)
+    want = np.linalg.lstsq(phi, np.sin(np.pi * xs), rcond=None)[0]
+    np.testing.assert_allclose(np.asarray(c.module), want, atol=2e-3)
+
+
+def test_bayesian_configuration_after_a_solve_is_an_error():
+    dom, x, target = _linear_problem()
+    a = jno.np.parameter((1,), name="a")
+    a.bayesian(blackjax.nuts, warmup=20, keep=20)
+    crux = jno.core([(a * jno.np.sin(jno.np.pi * x) - target).gaussian(std=SIGMA)])
+    crux.solve()
+    a.initialize(jno.bayesian.pathfinder())
+    with pytest.raises(ValueError, match="build a new crux"):
+        crux.solve()
+
+
+def test_configuration_before_the_first_solve_is_honoured():
+    """``.bayesian`` called between ``jno.core`` and the first ``solve``: the solve samples."""
+    dom, x, target = _linear_problem()
+    a = jno.np.parameter((1,), name="a")
+    crux = jno.core([(a * jno.np.sin(jno.np.pi * x) - target).gaussian(std=SIGMA)])
+    a.bayesian(blackjax.nuts, warmup=100, keep=50, num_chains=2)
+    crux.solve()
+    assert np.asarray(a.posterior_samples).shape == (2, 50, 1)
+
+
+def test_sg_and_vi_models_report_no_diagnostics():
+    dom, x, target = _linear_problem()
+    a = jno.np.parameter((1,), name="a", init=3.0)
+    a.bayesian(blackjax.sgld, step_size=1e-6, warmup=10, keep=20)
+    crux = jno.core([(a * jno.np.sin(jno.np.pi * x) - target).gaussian(std=SIGMA)])
+    crux.solve()
+    assert a.posterior_diagnostics is None and np.shape(a.posterior_samples) == (20, 1)
+    b = jno.np.parameter((1,), name="b", init=3.0)
+    b.vi(blackjax.meanfield_vi, optimizer=optax.adam(1e-2), posterior_draws=30)
+    crux = jno.core([(b * jno.np.sin(jno.np.pi * x) - target).gaussian(std=SIGMA)])
+    crux.solve(20)
+    assert b.posterior_diagnostics is None and np.shape(b.posterior_samples) == (1, 30, 1)
