@@ -94,7 +94,7 @@ class Solver:
         if self.plan.num_chains > 1 and any(
             mem.model.groups and mem.mask is not None for mem in self._optax_members()
         ):
-            log.info(
+            log.warning(
                 "Pattern B with K>1 chains: the optax body's gradient is the average over "
                 "the K head chains (Monte-Carlo EM), not chain 0's."
             )
