@@ -357,6 +357,7 @@ def test_fno_learns_the_elliptic_solution_operator():
     assert mean_rel < 1e-2, f"held-out relative L2: mean {mean_rel:.3g}, median {median_rel:.3g}"
 
 
+@pytest.mark.slow  # about 40 s of compilation; the ensemble path is covered by faster tests
 def test_fno_ensemble_in_the_dsl():
     (a, u), _ = elliptic_data(32, n_test=0)
     dom = jno.domain(constructor=jno.domain.points(np.arange(32.0)[:, None]))
