@@ -137,7 +137,7 @@ class Solver:
         their optimizer is unchanged)."""
         engine = Engine(self.program, self.plan, self.streams)
         values = {model_key(m): _params_of_module(m) for m in self.program.models}
-        state = jax.jit(engine.init_state)(values)
+        state = jax.jit(engine.init_state)(values, old_state.inputs)
         sampling_old = [i for i, b in enumerate(old_plan.blocks) if b.samples]
         sampling_new = [i for i, b in enumerate(self.plan.blocks) if b.samples]
         blocks = list(state.blocks)
@@ -177,7 +177,9 @@ class Solver:
             self._signature = signature
             self._compiled = {}
             if self.state is None:
-                state = jax.jit(self.engine.init_state)(self.program.initial_params())
+                state = jax.jit(self.engine.init_state)(
+                    self.program.initial_params(), self.program.inputs
+                )
                 state = self.engine.apply_initializers(state)
                 state = self.engine.ensure_finite_starts(state)
                 self.state = shard_chains(state, self.plan)
@@ -421,6 +423,7 @@ def shard_chains(state, plan: SolvePlan):
     )
     return state._replace(
         point=jax.device_put(state.point, replicated),
+        inputs=jax.device_put(state.inputs, replicated),
         blocks=blocks,
         step=jax.device_put(state.step, replicated),
         grad_evals=jax.device_put(state.grad_evals, replicated),

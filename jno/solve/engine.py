@@ -160,9 +160,9 @@ class Engine:
         return [blk.position(bs.kernel) for blk, bs in zip(self.blocks, state.blocks)]
 
     # ------------------------------------------------------------------ state
-    def init_state(self, params: dict) -> SolveState:
-        """The solve state at ``params``; chain starts are dispersed by ``init_jitter`` and
-        ensemble members drawn around ``params``."""
+    def init_state(self, params: dict, inputs: dict) -> SolveState:
+        """The solve state at ``params`` on ``inputs`` (``Program.inputs``); chain starts
+        are dispersed by ``init_jitter`` and ensemble members drawn around ``params``."""
         point = dict(params)
         starts, tuned = [], []
         for b, blk in enumerate(self.blocks):
@@ -184,6 +184,7 @@ class Engine:
             tuned.append(t)
         state = SolveState(
             point=point,
+            inputs=inputs,
             blocks=(),
             step=jnp.zeros((), jnp.int32),
             grad_evals=jnp.zeros((), default_float()),
@@ -197,13 +198,13 @@ class Engine:
             if blk.population:
 
                 def one(key, tuned_k, view, b=b, blk=blk):
-                    obj = self.objective(b, state.point, view, self.program.inputs)
+                    obj = self.objective(b, state.point, view, state.inputs)
                     return blk.init(key, view[b], obj, tuned_k)
 
                 keys = st.kernel_keys(self.streams, b, self.P)
                 kernel = vmap_population(one, self.P, (0, 0, self.pop_axes))(keys, tuned[b], starts)
             else:
-                obj = self.pooled_objective(b, state.point, starts, self.program.inputs)
+                obj = self.pooled_objective(b, state.point, starts, state.inputs)
                 kernel = blk.init(st.kernel_keys(self.streams, b, 1)[0], starts[b], obj, tuned[b])
             out.append(BlockState(kernel, tuned[b]))
         return state._replace(blocks=tuple(out))
@@ -233,7 +234,7 @@ class Engine:
             init = block_initializer(blk) if blk.samples else None
             if init is None or blk.variational:
                 continue
-            obj = self.objective(b, state.point, initial, self.program.inputs)
+            obj = self.objective(b, state.point, initial, state.inputs)
             logd = jax.jit(blk.log_posterior(obj))
             new_pos, update = init(st.init_key(self.streams, b), logd, initial[b], self.P)
             if self.P == 1:
@@ -318,7 +319,7 @@ class Engine:
             jax.tree.map(lambda a: a[chain], p) if ax == 0 else p
             for p, ax in zip(self.positions(state), self.pop_axes)
         ]
-        losses = np.asarray(self.program.losses(self.assemble(state.point, view)))
+        losses = np.asarray(self.program.losses(self.assemble(state.point, view), state.inputs))
         names = [n for n, v in zip(self.program.names, losses) if not np.isfinite(v)]
         blk = self.blocks[b]
         where = (
@@ -356,7 +357,7 @@ class Engine:
             positions = [p.position(bs.kernel) for p, bs in zip(self.blocks, blocks)]
 
             def one(key, bs, view, b=b, blk=blk, n=n):
-                obj = self.objective(b, state.point, view, self.program.inputs)
+                obj = self.objective(b, state.point, view, state.inputs)
                 return blk.adapt(key, bs, obj, n)
 
             keys = st.adapt_keys(self.streams, b, self.P)
@@ -367,9 +368,10 @@ class Engine:
         return state._replace(blocks=tuple(blocks), step=state.step + longest, grad_evals=grads)
 
     # ------------------------------------------------------------------ one step
-    def step_inputs(self, index):
-        """This step's rows: all points, or a subsample, with redrawn noise if asked for."""
-        inputs = self.program.redraw_noise(self.program.inputs, st.redraw_key(self.streams, index))
+    def step_inputs(self, inputs: dict, index):
+        """This step's rows of ``inputs``: all points, or a subsample, with redrawn noise if
+        asked for."""
+        inputs = self.program.redraw_noise(inputs, st.redraw_key(self.streams, index))
         if self.batch_size is None:
             return inputs
         indices = {}
@@ -382,7 +384,7 @@ class Engine:
     def step(self, state: SolveState) -> tuple[SolveState, dict]:
         """One outer step (see the module docstring)."""
         index = state.step
-        inputs = self.step_inputs(index)
+        inputs = self.step_inputs(state.inputs, index)
         point = state.point
         blocks = list(state.blocks)
         positions = self.positions(state)
@@ -418,7 +420,7 @@ class Engine:
                 infos[b] = info
         if self.has_substeps:
             losses = None
-        new = SolveState(point, tuple(blocks), index + 1, grads)
+        new = state._replace(blocks=tuple(blocks), step=index + 1, grad_evals=grads)
         return new, {"losses": losses, "positions": positions, "infos": infos}
 
     # ------------------------------------------------------------------ the loop
@@ -463,7 +465,7 @@ class Engine:
             if with_losses:
                 losses = rec["losses"]
                 if losses is None:
-                    losses = self.pooled_losses(new.point, rec["positions"], self.program.inputs)
+                    losses = self.pooled_losses(new.point, rec["positions"], new.inputs)
                 out["losses"] = losses
             return new, out
 
@@ -471,7 +473,7 @@ class Engine:
 
     def state_losses(self, state: SolveState) -> jax.Array:
         """Population-averaged per-constraint losses at ``state`` on all points."""
-        return self.pooled_losses(state.point, self.positions(state), self.program.inputs)
+        return self.pooled_losses(state.point, self.positions(state), state.inputs)
 
 
 def _uniform_around(key, tree):

@@ -6,6 +6,11 @@
     ``{model_key: params}``: the values no block moves: frozen models, and the leaves of a
     model outside every block (``None`` where a block holds them). Array leaves only (the
     static parts of networks live in ``Program.statics``).
+``inputs``
+    ``{point-set key: {"coords", "data", "noise", "scale"}}``: the points, attached data and
+    drawn noise the step reads (``Program.inputs`` at the start). Being state, not a constant
+    of the compiled step, they can be replaced between chunks without recompiling: new
+    collocation points (resampling), new data (re-conditioning), and a checkpoint holds them.
 ``blocks``
     a tuple with one :class:`BlockState` per block of the plan, in plan order (sampling blocks
     first, updated in turn as Gibbs blocks, then the optax group, then the ensemble).
@@ -46,6 +51,7 @@ class SolveState(NamedTuple):
     """The whole state of a solve (see the module docstring, field by field)."""
 
     point: dict
+    inputs: dict
     blocks: tuple[BlockState, ...]
     step: jax.Array
     grad_evals: jax.Array

@@ -1,6 +1,8 @@
 """Named PRNG streams: the crux seed is split once, and every consumer draws from its own.
 
-``key_streams(seed)`` splits ``PRNGKey(seed)`` into one independent key per stream. Within a
+``key_streams(seed)`` splits ``PRNGKey(seed)`` into one independent key per stream. Streams
+are only ever appended: with JAX's partitionable threefry (the default) ``split(key, n)[:m]``
+does not depend on ``n``, so a new stream leaves every existing key unchanged. Within a
 stream, keys are derived by ``fold_in`` with the consumer's index (the step, the block, the
 point set), so no two consumers ever share a key (``tests/test_streams.py`` enumerates them):
 
@@ -18,6 +20,10 @@ stream         consumers
 ``batch``      point set ``j``'s subsample at step ``i``: ``fold_in(fold_in(batch, i), j)``
 ``posterior``  block ``b``'s end-of-solve draws (VI's ``q``): ``fold_in(posterior, b)``
 ``restart``    attempt ``r`` at a new start of block ``b``: ``fold_in(fold_in(restart, b), r)``
+``resample``   new collocation points at step ``i`` (adaptive resampling): ``fold_in(resample, i)``
+``balance``    loss balancers' random draws at step ``i``: ``fold_in(balance, i)``
+``dataset``    dataset ``d`` of a batched solve: ``fold_in(dataset, d)``
+``simulate``   simulated parameters and data (calibration checks): ``fold_in(simulate, s)``
 =============  ===========================================================================
 """
 
@@ -42,6 +48,10 @@ class KeyStreams(NamedTuple):
     batch: jax.Array
     posterior: jax.Array
     restart: jax.Array
+    resample: jax.Array
+    balance: jax.Array
+    dataset: jax.Array
+    simulate: jax.Array
 
 
 def key_streams(seed: int) -> KeyStreams:
@@ -93,3 +103,23 @@ def posterior_key(streams: KeyStreams, block: int) -> jax.Array:
 def restart_keys(streams: KeyStreams, block: int, attempt: int, population: int) -> jax.Array:
     key = jax.random.fold_in(jax.random.fold_in(streams.restart, block), attempt)
     return jax.random.split(key, population)
+
+
+def resample_key(streams: KeyStreams, index) -> jax.Array:
+    """The key of the collocation points resampled at step ``index``."""
+    return jax.random.fold_in(streams.resample, index)
+
+
+def balance_key(streams: KeyStreams, index) -> jax.Array:
+    """The key of a loss balancer's random draws at step ``index``."""
+    return jax.random.fold_in(streams.balance, index)
+
+
+def dataset_key(streams: KeyStreams, dataset: int) -> jax.Array:
+    """The key of dataset ``dataset`` of a batched solve."""
+    return jax.random.fold_in(streams.dataset, dataset)
+
+
+def simulate_key(streams: KeyStreams, simulation: int) -> jax.Array:
+    """The key of simulation ``simulation`` (parameters from the prior, then data)."""
+    return jax.random.fold_in(streams.simulate, simulation)
