@@ -9,6 +9,7 @@ import logging as _logging
 from . import bayesian, nn, noise, np, sym
 from .crux import Crux, core
 from .domain import domain
+from .solve import trackers
 from .trace.derivative import diff
 from .trace.node import Placeholder, apply
 
@@ -50,5 +51,6 @@ __all__ = [
     "noise",
     "np",
     "sym",
+    "trackers",
     "__version__",
 ]

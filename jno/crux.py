@@ -52,6 +52,12 @@ class Crux:
         batch_size: int | None = None,
         substeps=None,
         callbacks=None,
+        checkpoint=None,
+        checkpoint_every: int = 10,
+        resume_from=None,
+        until=None,
+        max_epochs: int | None = None,
+        trackers=None,
     ) -> History:
         """Run ``epochs`` steps (default for Bayesian solves: ``warmup + keep*thin``).
 
@@ -64,6 +70,20 @@ class Crux:
                 likelihoods are scaled by ``N/n``.
             callbacks: callables receiving a :class:`~jno.solve.driver.ChunkInfo` after each
                 chunk; raising ``KeyboardInterrupt`` stops and keeps what was collected.
+            checkpoint: a file to write the whole solve state to (parameters, optimizer and
+                kernel states, adapted step sizes and mass matrices, kept draws, history, step)
+                every ``checkpoint_every`` chunks, at the end, on Ctrl-C and on SIGTERM
+                (then the process exits with status 143). Written atomically.
+            checkpoint_every: chunks between checkpoints (default 10).
+            resume_from: a checkpoint written by the same script: the solve continues from it
+                to this call's end (``epochs`` counts from the step the interrupted call
+                started at), giving the draws of an uninterrupted run. A checkpoint of another
+                problem raises :class:`~jno.solve.checkpoint.CheckpointError`.
+            until: a stopping rule, e.g. ``jno.bayesian.converged(rhat=1.01, ess=400)``,
+                checked after every chunk; the solve stops at the first chunk where it holds.
+            max_epochs: the budget of steps for ``until=``.
+            trackers: objects with ``log(metrics, step)`` called after every chunk
+                (:mod:`jno.trackers`); default: wandb when a wandb run is active.
 
         Returns:
             The :class:`History` of all solves so far.
@@ -75,6 +95,12 @@ class Crux:
             batch_size=batch_size,
             substeps=substeps,
             callbacks=callbacks,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume_from=resume_from,
+            until=until,
+            max_epochs=max_epochs,
+            trackers=trackers,
         )
 
     def save_posterior(self, path, *, history: bool = True):

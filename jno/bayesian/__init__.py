@@ -14,6 +14,8 @@ _LAZY = {
     "ess": ("jno.bayesian.diagnostics", "ess"),
     "summary": ("jno.bayesian.diagnostics", "summary"),
     "format_summary": ("jno.bayesian.diagnostics", "format_summary"),
+    "converged": ("jno.bayesian.convergence", "converged"),
+    "Converged": ("jno.bayesian.convergence", "Converged"),
     "to_arviz": ("jno.bayesian.export", "to_arviz"),
     "save_posterior": ("jno.bayesian.export", "save_posterior"),
     "load_posterior": ("jno.bayesian.export", "load_posterior"),

@@ -15,7 +15,9 @@ an error that says to build a new crux.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,7 +29,9 @@ import numpy as np
 
 from ..lower.evaluate import model_key
 from ..lower.program import Program
+from . import checkpoint as ckpt
 from . import results
+from . import trackers as trackers_mod
 from .engine import Engine
 from .history import History
 from .plan import SolvePlan, make_plan, resolve_substeps
@@ -43,6 +47,61 @@ class ChunkInfo(NamedTuple):
     step: int
     total_loss: float
     losses: dict
+
+
+class Preempted(BaseException):
+    """SIGTERM arrived during a checkpointed solve (a scheduler's preemption)."""
+
+
+class _StopSignals:
+    """Turn Ctrl-C (and SIGTERM, with ``preempt``) into a flag checked between chunks, so a
+    stop never falls between a chunk's new state and the recording of its draws. A second
+    Ctrl-C interrupts at once. Only in the main thread (signals cannot be caught elsewhere)."""
+
+    def __init__(self, preempt: bool):
+        self.preempt = preempt
+        self.received = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        self._old[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_signal)
+        if self.preempt:
+            self._old[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_signal)
+        return self
+
+    def _on_signal(self, signum, frame):
+        if self.received == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def raise_if_stopped(self) -> None:
+        if self.received == signal.SIGTERM:
+            raise Preempted
+        if self.received == signal.SIGINT:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        for signum, handler in self._old.items():
+            signal.signal(signum, handler)
+        return False
+
+
+class _Loop:
+    """What one ``solve`` call does between chunks."""
+
+    def __init__(self, callbacks, trackers, until, checkpoint, every, call, solve_args):
+        self.callbacks = callbacks
+        self.trackers = trackers
+        self.until = until
+        self.checkpoint = checkpoint
+        self.every = every
+        self.call = call
+        self.solve_args = solve_args
+        self.chunks = 0
+        self.reason = None
+        self.signals = _StopSignals(preempt=False)
 
 
 def configuration(model) -> tuple:
@@ -191,11 +250,11 @@ class Solver:
         compiled = self._compiled[name]
         return lambda *args: compiled(*args, **static)
 
-    def default_epochs(self) -> int:
-        """``warmup + keep*thin`` of the MCMC blocks (then ``keep*thin`` per further call)."""
-        defaults = [
-            n for b in self.plan.sampling if (n := b.default_epochs(self.step_index)) is not None
-        ]
+    def default_epochs(self, start: int | None = None) -> int:
+        """``warmup + keep*thin`` of the MCMC blocks (then ``keep*thin`` per further call)
+        for a call starting at step ``start`` (default: the current step)."""
+        start = self.step_index if start is None else start
+        defaults = [n for b in self.plan.sampling if (n := b.default_epochs(start)) is not None]
         if not defaults:
             raise ValueError(
                 "crux.solve(): pass the number of steps, e.g. crux.solve(5000); only solves "
@@ -230,51 +289,148 @@ class Solver:
         batch_size=None,
         substeps=None,
         callbacks: Sequence[Callable] | None = None,
+        checkpoint=None,
+        checkpoint_every: int = 10,
+        resume_from=None,
+        until=None,
+        max_epochs=None,
+        trackers=None,
     ) -> History:
         engine = self._engine(batch_size, substeps)
-        if epochs is None:
-            epochs = self.default_epochs()
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-            raise ValueError(f"crux.solve: epochs must be a positive integer, got {epochs!r}")
+        if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+            raise ValueError(
+                f"crux.solve: checkpoint_every must be a positive int (chunks), got "
+                f"{checkpoint_every!r}"
+            )
+        start_index = self.step_index
+        if resume_from is not None:
+            restored = ckpt.load(resume_from, self, batch_size, substeps)
+            self._restore(restored)
+            start_index = restored.call.start
+            if print_rate is None:
+                print_rate = restored.call.print_rate
+        epochs = self._budget(epochs, until, max_epochs, start_index)
         if print_rate is None:
             print_rate = 100
         if not isinstance(print_rate, int) or print_rate < 1:
             raise ValueError(f"crux.solve: print_rate must be a positive int, got {print_rate!r}")
-        start_index = self.step_index
         stop = start_index + epochs
-        callbacks = list(callbacks or [])
+        if self.step_index > stop:
+            raise ValueError(
+                f"crux.solve(resume_from=...): the checkpoint is at step {self.step_index}, "
+                f"past this call's stop {stop} (start {start_index} + epochs {epochs}); pass "
+                "the epochs of the run that wrote it, or more."
+            )
+        loop = _Loop(
+            callbacks=list(callbacks or []),
+            trackers=trackers_mod.active_trackers(trackers),
+            until=until,
+            checkpoint=checkpoint,
+            every=checkpoint_every,
+            call=ckpt.Call(start_index, stop, print_rate),
+            solve_args=(batch_size, substeps),
+        )
+        if until is not None and not any(b.records for b in self.plan.sampling):
+            raise ValueError(
+                "crux.solve(until=...): no model records draws to diagnose; until= needs a "
+                ".bayesian() sampler (NUTS, HMC, MALA, SG-MCMC, MCLMC)."
+            )
         t0 = time.perf_counter()
-        bar = _progress_bar(progress, epochs)
+        bar = _progress_bar(progress, stop - self.step_index)
+        preempted = False
         try:
-            adapting = engine.adapting()
-            if not self.adapted and adapting:
-                warm = max(engine.adaptation_steps(b.settings.warmup) for b in adapting)
-                if epochs < warm:
-                    raise ValueError(
-                        f"crux.solve({epochs}): shorter than the window adaptation of "
-                        f"warmup={warm} steps, which runs as one block; pass epochs >= {warm} "
-                        "or lower warmup."
-                    )
-                self.state = self._jit("adapt", engine.adapt)(self.state)
-                self.adapted = True
-                _bar_update(bar, warm, "adapted")
-            self._warn_short(start_index, epochs)
-            if self.fastpath(substeps):
-                self._solve_fast(engine, stop, print_rate, bar, callbacks)
-            else:
-                self._solve_general(engine, stop, print_rate, bar, callbacks)
+            with _StopSignals(preempt=checkpoint is not None) as signals:
+                loop.signals = signals
+                adapting = engine.adapting()
+                if not self.adapted and adapting:
+                    warm = max(engine.adaptation_steps(b.settings.warmup) for b in adapting)
+                    if epochs < warm:
+                        raise ValueError(
+                            f"crux.solve({epochs}): shorter than the window adaptation of "
+                            f"warmup={warm} steps, which runs as one block; pass epochs >= "
+                            f"{warm} or lower warmup."
+                        )
+                    self.state = self._jit("adapt", engine.adapt)(self.state)
+                    self.adapted = True
+                    _bar_update(bar, warm, "adapted")
+                    signals.raise_if_stopped()
+                self._warn_short(start_index, epochs)
+                if self.fastpath(substeps):
+                    self._solve_fast(engine, stop, print_rate, bar, loop)
+                else:
+                    self._solve_general(engine, stop, print_rate, bar, loop)
+                if until is not None:
+                    log.info("until: %s", loop.reason or f"max_epochs={epochs} reached")
         except KeyboardInterrupt:
             log.warning(
                 "solve interrupted at step %d: keeping the samples and history so far",
                 self.step_index,
             )
+        except Preempted:
+            preempted = True
         finally:
             if bar is not None:
                 bar.close()
             self.history.wall_time += time.perf_counter() - t0
             self.publish()
+            if checkpoint is not None and self.step_index > 0:
+                ckpt.save(checkpoint, self, loop.call, batch_size, substeps)
+            for tracker in loop.trackers:
+                if hasattr(tracker, "finish"):
+                    tracker.finish()
         results.summary(self.plan.blocks, self.recorder)
+        if preempted:
+            log.warning(
+                "solve stopped by SIGTERM at step %d; checkpoint written to %s: resume with "
+                "crux.solve(..., resume_from=%r). Exiting with status 143.",
+                self.step_index,
+                checkpoint,
+                str(checkpoint),
+            )
+            raise SystemExit(128 + signal.SIGTERM)
         return self.history
+
+    def _budget(self, epochs, until, max_epochs, start: int) -> int:
+        """The steps of this call: ``epochs``, ``max_epochs`` with ``until=``, or the
+        default ``warmup + keep*thin``."""
+        if until is not None:
+            if not hasattr(until, "check"):
+                raise TypeError(
+                    "crux.solve(until=...): pass a stopping rule such as "
+                    f"jno.bayesian.converged(rhat=1.01, ess=400), got {type(until).__name__}"
+                )
+            if max_epochs is None and epochs is None:
+                raise ValueError(
+                    "crux.solve(until=...): pass max_epochs=, the most steps to run before "
+                    "giving up on the targets."
+                )
+            if max_epochs is not None and epochs is not None:
+                raise ValueError(
+                    "crux.solve(until=...): pass max_epochs= (the budget) or epochs, not both."
+                )
+            epochs = max_epochs if max_epochs is not None else epochs
+        elif max_epochs is not None:
+            raise ValueError("crux.solve: max_epochs= is the budget of until=; pass epochs.")
+        if epochs is None:
+            epochs = self.default_epochs(start)
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise ValueError(f"crux.solve: epochs must be a positive integer, got {epochs!r}")
+        return epochs
+
+    def _restore(self, restored: ckpt.Restored) -> None:
+        """Put a checkpoint's state, draws and history in place of the current ones."""
+        self.state = shard_chains(restored.state, self.plan)
+        self.adapted = restored.adapted
+        self.recorder.draws = restored.draws
+        self.recorder.diag = restored.diag
+        h = restored.history
+        self.history.replace(h["steps"], h["losses"], h["metrics"], h["wall_time"])
+        log.info(
+            "Resumed at step %d of the solve call %d..%d.",
+            self.step_index,
+            restored.call.start,
+            restored.call.stop,
+        )
 
     def _warn_short(self, start: int, epochs: int) -> None:
         """Warn when ``epochs`` steps from ``start`` leave a chain shorter than ``keep``."""
@@ -304,7 +460,7 @@ class Solver:
         self.state, records = run(self.state, jnp.asarray(stop, jnp.int32))
         return records
 
-    def _solve_general(self, engine, stop, print_rate, bar, callbacks):
+    def _solve_general(self, engine, stop, print_rate, bar, loop):
         while self.step_index < stop:
             start = self.step_index
             n = min(print_rate, stop - start)
@@ -322,9 +478,10 @@ class Solver:
             for name, values in self.recorder.metrics(records, n):
                 self.history.append_metric(name, steps, values)
             self.recorder.add(records)
-            self._after_chunk(losses[-1], n, bar, callbacks)
+            if self._after_chunk(losses[-1], n, bar, loop):
+                return
 
-    def _solve_fast(self, engine, stop, print_rate, bar, callbacks):
+    def _solve_fast(self, engine, stop, print_rate, bar, loop):
         s = self.plan.blocks[0].settings
         losses_fn = self._jit("losses", engine.state_losses)
         if not self._logged_fast:
@@ -378,9 +535,13 @@ class Solver:
                     self.recorder.add(records)
             losses = np.asarray(losses_fn(self.state))
             self.history.append([self.step_index - 1], losses[None])
-            self._after_chunk(losses, n, bar, callbacks)
+            if self._after_chunk(losses, n, bar, loop):
+                return
 
-    def _after_chunk(self, losses, n, bar, callbacks):
+    def _after_chunk(self, losses, n, bar, loop: _Loop) -> bool:
+        """Progress, callbacks, trackers, the stopping rule and checkpoints after a chunk;
+        ``True`` when ``until=`` is met. A stop signal received during the chunk is raised
+        here, where the state, draws and history agree."""
         total = float(np.sum(losses))
         if not np.isfinite(total) and not self._warned_nan:
             self._warned_nan = True
@@ -391,8 +552,41 @@ class Solver:
             )
         _bar_update(bar, n, f"{total:.3e}")
         info = ChunkInfo(self.step_index, total, dict(zip(self.program.names, map(float, losses))))
-        for cb in callbacks:
+        done = False
+        if loop.until is not None:
+            done = self._check_until(loop)
+        if loop.trackers:
+            metrics = trackers_mod.chunk_metrics(
+                self.program.names, losses, self.history, self.plan.blocks, self.recorder
+            )
+            for tracker in loop.trackers:
+                tracker.log(metrics, self.step_index)
+        for cb in loop.callbacks:
             cb(info)
+        loop.chunks += 1
+        if loop.checkpoint is not None and loop.chunks % loop.every == 0:
+            ckpt.save(loop.checkpoint, self, loop.call, *loop.solve_args)
+        loop.signals.raise_if_stopped()
+        return done
+
+    def _check_until(self, loop: _Loop) -> bool:
+        """Diagnose the kept draws of every recording block; record and log the result."""
+        chains = {}
+        for b, blk in enumerate(self.plan.blocks):
+            if blk.records and self.recorder.draws[b]:
+                chains[blk.label] = self.recorder.posterior(b)[0]
+        if not chains:
+            return False
+        report = loop.until.check(chains)
+        step = [self.step_index - 1]
+        for label, m in report.models.items():
+            self.history.append_metric(f"rhat:{label}", step, [m.rhat])
+            self.history.append_metric(f"ess:{label}", step, [m.ess])
+        log.info("until (step %d): %s", self.step_index, report.reason)
+        if report.done:
+            loop.reason = f"stopped at step {self.step_index}: {report.reason}"
+            loop.call = loop.call._replace(stop=self.step_index)
+        return report.done
 
     def publish(self) -> None:
         """Write the live values, ``posterior_samples`` and ``posterior_diagnostics``."""
@@ -452,4 +646,4 @@ def _bar_update(bar, n, loss_text):
         bar.set_postfix_str(f"loss={loss_text}")
 
 
-__all__ = ["ChunkInfo", "Solver"]
+__all__ = ["ChunkInfo", "Preempted", "Solver"]

@@ -34,6 +34,16 @@ class History:
             (np.asarray(steps).reshape(-1), np.asarray(values, dtype=np.float64).reshape(-1))
         )
 
+    def replace(self, steps, losses, metrics: dict, wall_time: float) -> None:
+        """Set the whole record at once (a resumed checkpoint): ``steps (T,)``, ``losses
+        (T, C)``, ``{name: (steps, values)}``."""
+        self._steps, self._losses, self._metrics = [], [], {}
+        if len(steps):
+            self.append(steps, losses)
+        for name, (s, v) in metrics.items():
+            self.append_metric(name, s, v)
+        self.wall_time = wall_time
+
     @property
     def metrics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{name: (steps, values)}`` of the extra per-step quantities."""
