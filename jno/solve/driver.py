@@ -354,7 +354,8 @@ class Solver:
                     self.adapted = True
                     _bar_update(bar, warm, "adapted")
                     signals.raise_if_stopped()
-                self._warn_short(start_index, epochs)
+                if until is None:
+                    self._warn_short(start_index, epochs)
                 if self.fastpath(substeps):
                     self._solve_fast(engine, stop, print_rate, bar, loop)
                 else:
