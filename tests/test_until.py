@@ -30,11 +30,12 @@ def test_until_stops_at_the_first_chunk_meeting_the_targets(caplog):
     # it stopped at the first chunk where both hold, well before the budget
     assert met[-1] and not met[:-1].any()
     assert crux.solver.step_index == steps[-1] + 1 < 5100
-    # the recorded diagnostics are those of the returned chain, and arviz agrees
+    # the recorded diagnostics are those of the returned chain (jno computes them in float32:
+    # 1e-4 relative), and arviz agrees
     chain = np.asarray(a.posterior_samples)
     assert chain.shape[1] == crux.solver.step_index - 100
-    assert float(np.max(jno.bayesian.rhat(chain))) == pytest.approx(rhats[-1], rel=1e-5)
-    assert float(np.min(jno.bayesian.ess(chain))) == pytest.approx(esss[-1], rel=1e-5)
+    assert float(np.max(jno.bayesian.rhat(chain))) == pytest.approx(rhats[-1], rel=1e-4)
+    assert float(np.min(jno.bayesian.ess(chain))) == pytest.approx(esss[-1], rel=1e-4)
     idata = az.from_dict(posterior={"a": chain[..., 0]})
     assert float(az.rhat(idata, method="rank")["a"]) == pytest.approx(rhats[-1], abs=2e-3)
     assert float(az.ess(idata, method="bulk")["a"]) == pytest.approx(esss[-1], rel=0.02)
@@ -74,5 +75,5 @@ def test_the_rules_numpy_estimators_equal_jnos_diagnostics():
         x[0] += 0.3
         x[:, :, 2] = np.round(x[:, :, 2], 1)  # ties share their average rank
         x32 = x.astype(np.float32)
-        np.testing.assert_allclose(rank_rhat(x32), jno.bayesian.rhat(x32), rtol=1e-5)
+        np.testing.assert_allclose(rank_rhat(x32), jno.bayesian.rhat(x32), rtol=1e-4)
         np.testing.assert_allclose(bulk_ess(x32), jno.bayesian.ess(x32), rtol=1e-4)
