@@ -9,7 +9,7 @@ import logging as _logging
 from . import bayesian, nn, noise, np, sym
 from .crux import Crux, core
 from .domain import domain
-from .solve import trackers
+from .solve import balance, trackers
 from .trace.derivative import diff
 from .trace.node import Placeholder, apply
 
@@ -42,6 +42,7 @@ if not _log.handlers and not _logging.getLogger().handlers:
 __all__ = [
     "Crux",
     "Placeholder",
+    "balance",
     "bayesian",
     "core",
     "diff",

@@ -11,6 +11,8 @@ import numpy as np
 from .lower.evaluate import model_key
 from .lower.program import Program, split_module
 from .nn.network import Network
+from .solve.balance import check as check_balancer
+from .solve.balance import check_causal
 from .solve.driver import Solver
 from .solve.history import History
 from .solve.streams import key_streams
@@ -25,14 +27,19 @@ class Crux:
         constraints: scalar constraints (``residual.mse``, ``r.gaussian(std=...)``, weighted
             sums of them).
         seed: seeds the observation noise (drawn once) and every solver draw.
+        weights: a loss balancer (:mod:`jno.balance`: ``grad_norm()``, ``ntk_trace()``,
+            ``relobralo()``) that reweights the constraints of the trained (optax) models
+            during the solve; ``None``: the constraints as written.
     """
 
-    def __init__(self, constraints: Sequence[Placeholder], *, seed: int = 0):
+    def __init__(self, constraints: Sequence[Placeholder], *, seed: int = 0, weights=None):
         if not isinstance(seed, int):
             raise TypeError(f"jno.core: seed must be an int, got {type(seed).__name__}")
         self.streams = key_streams(seed)
         self.program = Program(constraints, noise_key=self.streams.noise)
-        self.solver = Solver(self.program, self.streams)
+        self.solver = Solver(self.program, self.streams, weights)
+        check_balancer(weights, self.program, self.solver.plan)
+        check_causal(self.program, self.solver.plan)
         self.seed = seed
 
     @property
@@ -194,6 +201,7 @@ def _has_chain_axis(model) -> bool:
     return np.ndim(leaf) - np.ndim(base) == 2
 
 
-def core(constraints, *, seed: int = 0) -> Crux:
-    """Compile ``constraints`` into a :class:`Crux` (see DESIGN §5)."""
-    return Crux(constraints, seed=seed)
+def core(constraints, *, seed: int = 0, weights=None) -> Crux:
+    """Compile ``constraints`` into a :class:`Crux` (see DESIGN §5); ``weights``: a loss
+    balancer (:mod:`jno.balance`)."""
+    return Crux(constraints, seed=seed, weights=weights)

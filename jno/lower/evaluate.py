@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from ..trace.node import Noise, Placeholder
 from ..trace.pointset import default_float
 from ..trace.reduction import SUM_LIKE
+from .causal import causal_loss
 
 
 def ps_key(pointset) -> str:
@@ -152,6 +153,7 @@ class Evaluator:
         self.inputs = inputs
         self.gmemo: dict[int, jax.Array] = {}
         self.pmemo: dict[int, jax.Array] = {}  # batched values of point-wise roots
+        self.aux: dict[int, jax.Array] = {}  # side outputs (causal slice weights)
 
     # ------------------------------------------------------------------ models
     def module(self, model):
@@ -222,6 +224,11 @@ class Evaluator:
         child = node.args[0]
         v = self.value(child)
         kind = node.kind
+        if kind == "causal_mse":
+            out, self.aux[node.id] = causal_loss(
+                v, self.value(node.args[1]), node.slices, node.eps, node.t_range
+            )
+            return out
         if kind == "mse":
             out = jnp.mean(jnp.square(v))
         elif kind == "mean":

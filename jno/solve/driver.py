@@ -27,11 +27,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..lower.causal import causal_metrics, has_causal
 from ..lower.evaluate import model_key
 from ..lower.program import Program
 from . import checkpoint as ckpt
 from . import results
 from . import trackers as trackers_mod
+from .balance import history_metrics
 from .engine import Engine
 from .history import History
 from .plan import SolvePlan, make_plan, resolve_substeps
@@ -119,9 +121,10 @@ class Solver:
     """Owns the solve state of one crux (the :class:`~jno.solve.state.SolveState`, the
     kept draws and the history) and runs the loop."""
 
-    def __init__(self, program: Program, streams: KeyStreams):
+    def __init__(self, program: Program, streams: KeyStreams, balancer=None):
         self.program = program
         self.streams = streams
+        self.balancer = balancer
         self.history = History(program.names)
         self.plan: SolvePlan = make_plan(program)
         self.recorder = results.Recorder(self.plan.blocks)
@@ -194,7 +197,7 @@ class Solver:
         """Rebuild the state for the new plan from the current values: sampling blocks keep
         their chains and draws; trained models keep their values (and optimizer state when
         their optimizer is unchanged)."""
-        engine = Engine(self.program, self.plan, self.streams)
+        engine = Engine(self.program, self.plan, self.streams, balancer=self.balancer)
         values = {model_key(m): _params_of_module(m) for m in self.program.models}
         state = jax.jit(engine.init_state)(values, old_state.inputs)
         sampling_old = [i for i, b in enumerate(old_plan.blocks) if b.samples]
@@ -212,7 +215,8 @@ class Solver:
                 k: old_opt[k] if k in old_opt and old_optax.txs[k] is new_optax.txs[k] else v
                 for k, v in opt.items()
             }
-            blocks[i_new] = BlockState(type(blocks[i_new].kernel)(params, opt), {})
+            tuned = old_state.blocks[i_old].tuned  # a balancer's state
+            blocks[i_new] = BlockState(type(blocks[i_new].kernel)(params, opt), tuned)
         self.state = state._replace(
             blocks=tuple(blocks), step=old_state.step, grad_evals=old_state.grad_evals
         )
@@ -232,7 +236,9 @@ class Solver:
         resolved = resolve_substeps(self.program, self.plan, substeps)
         signature = (batch_size, None if substeps is None else id(substeps))
         if self.engine is None or signature != self._signature:
-            self.engine = Engine(self.program, self.plan, self.streams, batch_size, resolved)
+            self.engine = Engine(
+                self.program, self.plan, self.streams, batch_size, resolved, self.balancer
+            )
             self._signature = signature
             self._compiled = {}
             if self.state is None:
@@ -478,9 +484,20 @@ class Solver:
             self.history.append(steps, losses)
             for name, values in self.recorder.metrics(records, n):
                 self.history.append_metric(name, steps, values)
+            for name, values in history_metrics(records, self.program.names, n):
+                self.history.append_metric(name, steps, values)
+            self._record_causal(engine)
             self.recorder.add(records)
             if self._after_chunk(losses[-1], n, bar, loop):
                 return
+
+    def _record_causal(self, engine) -> None:
+        """The causal slice weights at the end of a chunk (``"causal:<constraint>:<i>"``)."""
+        if not has_causal(self.program):
+            return
+        fn = self._jit("causal", lambda s: causal_metrics(self.program, engine.view(s), s.inputs))
+        for name, value in fn(self.state).items():
+            self.history.append_metric(name, [self.step_index - 1], np.asarray(value)[None])
 
     def _solve_fast(self, engine, stop, print_rate, bar, loop):
         s = self.plan.blocks[0].settings

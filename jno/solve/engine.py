@@ -29,6 +29,8 @@ from ..lower.evaluate import subsample_inputs
 from ..lower.program import Program
 from ..trace.pointset import default_float
 from . import streams as st
+from .balance import check as check_balancer
+from .balance import check_causal, residuals_of
 from .blocks import Block
 from .blocks.base import drop_masked, field_of, jitter_tree, take_masked
 from .blocks.ensemble import member_starts
@@ -70,6 +72,7 @@ class Engine:
         streams: the named key streams of the crux.
         batch_size: points per point set per step (``None``: all).
         substeps: the resolved substeps (:func:`~jno.solve.plan.resolve_substeps`) or ``None``.
+        balancer: a loss balancer (:mod:`.balance`) reweighting the optax group's loss.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class Engine:
         streams: st.KeyStreams,
         batch_size: int | None = None,
         substeps=None,
+        balancer=None,
     ):
         self.program = program
         self.plan = plan
@@ -97,6 +101,14 @@ class Engine:
             substeps = [(np.ones(len(program.constraints), np.float32), everyone)]
         self.substeps = [(jnp.asarray(mask, default_float()), uids) for mask, uids in substeps]
         self.has_substeps = len(substeps) > 1 or not bool(np.all(substeps[0][0] == 1))
+        check_balancer(balancer, program, plan)
+        check_causal(program, plan)
+        if balancer is not None and self.has_substeps:
+            raise ValueError(
+                f"crux.solve(substeps=...): not supported with jno.core(weights={balancer!r}); "
+                "balance the whole loss or drop the substeps."
+            )
+        self.balancer = balancer
         # Kernel states are re-initialised each step when what they condition on moves.
         refresh = (
             len(plan.sampling) > 1
@@ -144,9 +156,14 @@ class Engine:
 
         return jnp.mean(jax.vmap(one, in_axes=(self.pop_axes,))(positions), axis=0)
 
-    def pooled_objective(self, b: int, point: dict, positions: list, inputs, cmask=None):
-        """The objective of a block without a population: the population-averaged loss."""
+    def pooled_objective(
+        self, b: int, point: dict, positions: list, inputs, cmask=None, balance=None
+    ):
+        """The objective of a block without a population: the population-averaged loss;
+        ``balance`` ``(C,)`` multiplies the weights (a loss balancer's, held constant)."""
         w = self.weights[b] if cmask is None else self.weights[b] * cmask
+        if balance is not None:
+            w = w * jax.lax.stop_gradient(balance)
 
         def f(pos_b):
             pos = list(positions)
@@ -155,6 +172,14 @@ class Engine:
             return jnp.sum(w * losses), losses
 
         return f
+
+    def view(self, state: SolveState) -> dict:
+        """Full params of population element 0 (chain 0, member 0)."""
+        view = [
+            jax.tree.map(lambda a: a[0], p) if ax == 0 else p
+            for p, ax in zip(self.positions(state), self.pop_axes)
+        ]
+        return self.assemble(state.point, view)
 
     def positions(self, state: SolveState) -> list:
         return [blk.position(bs.kernel) for blk, bs in zip(self.blocks, state.blocks)]
@@ -179,6 +204,8 @@ class Engine:
                 start = pos
             starts.append(start)
             t = blk.tuning(pos)
+            if self.balancer is not None and blk is self.plan.optax:
+                t = {**t, "balance": self.balancer.init(len(self.program.constraints))}
             if blk.population:
                 t = jax.tree.map(lambda a: jnp.broadcast_to(a, (self.P,) + a.shape), t)
             tuned.append(t)
@@ -408,8 +435,15 @@ class Engine:
                     )
                 else:
                     key = st.step_keys(self.streams, index, b, 1)[0]
-                    obj = self.pooled_objective(b, point, positions, inputs, cm)
+                    balance = None
+                    if self.balancer is not None and blk is self.plan.optax:
+                        blocks[b], balance = self.rebalance(
+                            b, index, blocks[b], point, positions, inputs
+                        )
+                    obj = self.pooled_objective(b, point, positions, inputs, cm, balance)
                     blocks[b], info = moving.step(key, blocks[b], obj)
+                    if balance is not None:
+                        info = {**info, "balance_weights": balance}
                 positions[b] = blk.position(blocks[b].kernel)
                 info = dict(info)
                 if "losses" in info:
@@ -422,6 +456,24 @@ class Engine:
             losses = None
         new = state._replace(blocks=tuple(blocks), step=index + 1, grad_evals=grads)
         return new, {"losses": losses, "positions": positions, "infos": infos}
+
+    def rebalance(self, b: int, index, bs: BlockState, point, positions, inputs):
+        """The optax group's balancer state and weights ``(C,)`` for step ``index``."""
+
+        def params_at(p):
+            pos = list(positions)
+            pos[b] = p
+            return self.assemble(point, pos)
+
+        new = self.balancer.update(
+            bs.tuned["balance"],
+            positions[b],
+            losses_fn=lambda p: self.program.losses(params_at(p), inputs),
+            residuals_fn=lambda p: residuals_of(self.program, params_at(p), inputs),
+            key=st.balance_key(self.streams, index),
+            step=index,
+        )
+        return bs._replace(tuned={**bs.tuned, "balance": new}), new.weights
 
     # ------------------------------------------------------------------ the loop
     def run_chunk(

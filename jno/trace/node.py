@@ -243,6 +243,20 @@ class Placeholder:
 
         return Reduction("max", self)
 
+    def causal_mse(
+        self, t: Placeholder, slices: int = 32, eps: float = 1.0, t_range=None
+    ) -> Placeholder:
+        """Causal mse (Wang, Sankaran & Perdikaris 2022) over ``slices`` equal time slices.
+
+        With ``L_i`` the mse of the points whose ``t`` falls in slice ``i`` of ``t_range``
+        (default: the range of ``t`` on the point set), the value is ``(1/M) Σ_i w_i L_i``
+        with ``w_i = exp(-eps Σ_{j<i} L_j)`` under ``stop_gradient``. The weights are
+        recorded in ``crux.history.metrics`` as ``"causal:<constraint>:<i>"``.
+        """
+        from .reduction import CausalMSE
+
+        return CausalMSE(self, t, slices, eps, t_range)
+
     def gaussian(self, std) -> Placeholder:
         """Calibrated Gaussian likelihood constraint of this residual.
 

@@ -27,6 +27,40 @@ class Reduction(Placeholder):
         self.kind = kind
 
 
+class CausalMSE(Placeholder):
+    """Causal mean squared residual over ``slices`` time slices (:mod:`jno.lower.causal`).
+
+    ``expr`` and the time coordinate ``t`` live on one point set; ``t_range`` defaults to
+    the range of ``t`` over the point set's points when built.
+    """
+
+    op = "reduce"
+    kind = "causal_mse"
+
+    def __init__(self, expr: Placeholder, t: Placeholder, slices: int, eps: float, t_range):
+        expr = as_node(expr)
+        where = f"{_describe(expr)}.causal_mse(t, slices={slices!r}, eps={eps!r})"
+        if expr.pointset is None:
+            raise ValueError(f"{where}: the residual is not point-wise; reduce it with .mse")
+        if getattr(t, "op", None) != "variable" or t.pointset is not expr.pointset:
+            raise ValueError(
+                f"{where}: t must be the time coordinate of the residual's point set "
+                f"'{expr.pointset.label}' (x, t, _ = dom.variable(...)), got {t!r}"
+            )
+        if not isinstance(slices, int) or isinstance(slices, bool) or slices < 1:
+            raise ValueError(f"{where}: slices must be a positive int")
+        if not eps >= 0:
+            raise ValueError(f"{where}: eps must be >= 0 (0 gives the plain mse)")
+        if t_range is None:
+            column = np.asarray(expr.pointset.coords)[:, t.index]
+            t_range = (float(column.min()), float(column.max()))
+        t0, t1 = (float(v) for v in t_range)
+        if not t1 > t0:
+            raise ValueError(f"{where}: t_range {t_range} must have t1 > t0")
+        super().__init__((expr, t), None, (), expr.dtype)
+        self.slices, self.eps, self.t_range = slices, float(eps), (t0, t1)
+
+
 class GaussianLikelihood(Placeholder):
     """Calibrated Gaussian likelihood of a residual ``r`` with noise ``σ``.
 
