@@ -13,6 +13,7 @@ from .lower.program import Program, split_module
 from .nn.network import Network
 from .solve.balance import check as check_balancer
 from .solve.balance import check_causal
+from .solve.draw_store import has_stored, is_sample_leaf
 from .solve.driver import Solver
 from .solve.history import History
 from .solve.streams import key_streams
@@ -65,6 +66,7 @@ class Crux:
         until=None,
         max_epochs: int | None = None,
         trackers=None,
+        store=None,
     ) -> History:
         """Run ``epochs`` steps (default for Bayesian solves: ``warmup + keep*thin``).
 
@@ -91,6 +93,12 @@ class Crux:
             max_epochs: the budget of steps for ``until=``.
             trackers: objects with ``log(metrics, step)`` called after every chunk
                 (:mod:`jno.trackers`); default: wandb when a wandb run is active.
+            store: a directory for a zarr store (``pip install 'jno[stream]'``) the draws
+                stream to as they are made, so host memory holds one chunk of records instead
+                of ``keep`` draws; ``posterior_samples`` then holds lazy
+                :class:`~jno.solve.draw_store.StoredDraws` views. A fresh solve replaces the
+                store; later solves of the crux keep streaming to it; ``resume_from`` reopens
+                the store its checkpoint recorded (or ``store``, if it moved).
 
         Returns:
             The :class:`History` of all solves so far.
@@ -108,6 +116,7 @@ class Crux:
             until=until,
             max_epochs=max_epochs,
             trackers=trackers,
+            store=store,
         )
 
     def save_posterior(self, path, *, history: bool = True):
@@ -172,17 +181,22 @@ class Crux:
             2 if chained[0].posterior_samples is not None and _has_chain_axis(chained[0]) else 1
         )
         lead = lead[:n_lead]
+
+        def one(draw):
+            return run({**point, **draw})[0]
+
+        batched = jax.jit(jax.vmap(one))
+        if n_lead == 2 and any(has_stored(_params_of(m)) for m in chained):
+            # streamed draws: read and push one chain at a time
+            values = np.stack([np.asarray(batched(_chain(chained, k))) for k in range(lead[0])])
+            return values
         flat = {
             model_key(m): jax.tree.map(
                 lambda a: jnp.reshape(jnp.asarray(a), (-1,) + a.shape[n_lead:]), _params_of(m)
             )
             for m in chained
         }
-
-        def one(draw):
-            return run({**point, **draw})[0]
-
-        values = jax.jit(jax.vmap(one))(flat)
+        values = batched(flat)
         return np.asarray(values).reshape(lead + values.shape[1:])
 
 
@@ -192,7 +206,12 @@ def _params_of(model):
         return samples
     import equinox as eqx
 
-    return eqx.filter(samples, eqx.is_inexact_array)
+    return eqx.filter(samples, is_sample_leaf)
+
+
+def _chain(models, k: int) -> dict:
+    """The ``(N, ...)`` draws of chain ``k`` of every model (stored draws read from disk)."""
+    return {model_key(m): jax.tree.map(lambda a: jnp.asarray(a[k]), _params_of(m)) for m in models}
 
 
 def _has_chain_axis(model) -> bool:

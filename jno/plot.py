@@ -49,6 +49,7 @@ def _model_chains(model: Any) -> dict[str, np.ndarray]:
     import jax
 
     from jno.bayesian.diagnostics import named_leaves
+    from jno.solve.draw_store import is_sample_leaf
 
     samples = model.posterior_samples
     if samples is None:
@@ -61,7 +62,7 @@ def _model_chains(model: Any) -> dict[str, np.ndarray]:
         pairs = [(model.model_name, np.asarray(samples))]
     else:
         base = jax.tree.leaves(eqx.filter(model.module, eqx.is_inexact_array))
-        pairs = named_leaves(eqx.filter(samples, eqx.is_inexact_array), model.model_name)
+        pairs = named_leaves(eqx.filter(samples, is_sample_leaf), model.model_name)
     extra = np.ndim(pairs[0][1]) - np.ndim(base[0])
     out = {}
     for name, x in pairs:

@@ -8,6 +8,8 @@ import jax
 import numpy as np
 import pytest
 
+from jno.lower.evaluate import model_key
+
 from figures import lines_by_label, recording_savefig
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "two_stage_inverse.py"
@@ -37,7 +39,7 @@ def test_two_stage_inverse_tutorial(tmp_path, monkeypatch):
     assert len(np.unique(chain)) > 1500
     np.testing.assert_array_equal(np.asarray(k.module), chain[0, -1])
     position = crux.solver.state.blocks[0].kernel.position
-    k_state = [leaf for key, leaf in position.items() if key.startswith(f"m{k.uid}.")]
+    k_state = [leaf for key, leaf in position.items() if key.startswith(model_key(k) + ".")]
     np.testing.assert_array_equal(np.asarray(k_state[0]), chain[:, -1])
     assert jax.tree.leaves(position)  # the block holds k and log_s
     assert (tmp_path / "two_stage_inverse.png").stat().st_size > 0

@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jno.solve.draw_store import StoredDraws
+
 __all__ = [
     "Summary",
     "SummaryRow",
@@ -56,7 +58,7 @@ _MIN_DRAWS = 4
 
 
 def _is_array(leaf: Any) -> bool:
-    return isinstance(leaf, jax.Array | np.ndarray)
+    return isinstance(leaf, jax.Array | np.ndarray | StoredDraws)
 
 
 def _key_str(key: Any) -> str:

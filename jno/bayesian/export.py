@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from jno.bayesian.diagnostics import _key_str, named_leaves
+from jno.solve.draw_store import is_sample_leaf
 
 __all__ = ["load_posterior", "save_posterior", "to_arviz"]
 
@@ -113,7 +114,7 @@ def _is_parameter(model: Any) -> bool:
 
 def _params(tree: Any) -> Any:
     """The inexact-array leaves of a network (what is sampled); ``None`` elsewhere."""
-    return eqx.filter(tree, eqx.is_inexact_array)
+    return eqx.filter(tree, is_sample_leaf)
 
 
 def _leaves_with_paths(model: Any, tree: Any) -> list[tuple[str, np.ndarray]]:

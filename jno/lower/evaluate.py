@@ -26,16 +26,19 @@ from ..trace.reduction import SUM_LIKE
 from .causal import causal_loss
 
 
+# Keys are zero-padded creation counters: jax orders dict keys by string, so padding keeps
+# that order the creation order in every process (a notebook re-run gives other counters but
+# the same order, hence the same flattened positions, mass matrices and draws).
 def ps_key(pointset) -> str:
-    return f"p{pointset.id}"
+    return f"p{pointset.id:08d}"
 
 
 def model_key(model) -> str:
-    return f"m{model.uid}"
+    return f"m{model.uid:08d}"
 
 
 def noise_key(noise: Noise) -> str:
-    return f"n{noise.id}"
+    return f"n{noise.id:08d}"
 
 
 class GraphPlan:

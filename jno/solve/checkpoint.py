@@ -11,6 +11,8 @@ A checkpoint is one zip archive (no pickle anywhere) with three entries:
     states, adapted step sizes and mass matrices, the inputs), named by its canonical path;
 ``arrays.npz``
     the draws and diagnostics kept so far (per block) and the history (steps, losses, metrics).
+    Draws streamed to a zarr store (``solve(store=...)``) stay there: the manifest records the
+    store's path and how many rows of each block were written, and resuming writes after them.
 
 Inside a process, models, point sets and noise leaves are keyed by creation counters
 (``m12``, ``p3``, ``n5``) that differ between a script and a notebook re-run; the checkpoint
@@ -37,6 +39,8 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+
+from ..lower.evaluate import model_key
 
 FORMAT = "jno-checkpoint/1"
 
@@ -68,7 +72,7 @@ _COUNTER_KEY = re.compile(r"^([mpn])(\d+)(\..*)?$")
 
 def canonical_names(program) -> dict[str, str]:
     """``{creation-counter key: place in the problem}`` for models, point sets and noise."""
-    names = {f"m{m.uid}": f"model{i}" for i, m in enumerate(program.models)}
+    names = {model_key(m): f"model{i}" for i, m in enumerate(program.models)}
     for j, pk in enumerate(program.plan.pointsets):
         names[pk] = f"points{j}"
     noises = [nk for pk in program.plan.pointsets for nk in program.inputs[pk]["noise"]]
@@ -164,12 +168,19 @@ def _arrays(solver, names) -> tuple[dict[str, np.ndarray], dict]:
     arrays: dict[str, np.ndarray] = {}
     layout: dict[str, Any] = {"blocks": {}, "metrics": []}
     rec = solver.recorder
+    if rec.store is not None:
+        layout["stream"] = {
+            "path": str(rec.store.path),
+            "totals": {rec.groups[b]: rec.store.totals[rec.groups[b]] for b in rec._layout},
+        }
     for b in range(len(rec.blocks)):
-        if not rec.draws[b]:
+        if not rec.count(b):
             continue
-        draws, diag = rec.kept(b)
-        for path, leaf in zip(*named_leaves(draws, names)[:2]):
-            arrays[f"draws/{b}/{path}"] = np.asarray(leaf)
+        diag = rec.kept_diag(b)
+        if rec.store is None:
+            draws, _ = rec.kept(b)
+            for path, leaf in zip(*named_leaves(draws, names)[:2]):
+                arrays[f"draws/{b}/{path}"] = np.asarray(leaf)
         for name, value in diag.items():
             arrays[f"diag/{b}/{name}"] = np.asarray(value)
         layout["blocks"][str(b)] = sorted(diag)
@@ -231,6 +242,7 @@ class Restored(NamedTuple):
     draws: list
     diag: list
     history: dict
+    stream: dict | None = None
 
 
 def load(path, solver, batch_size, substeps) -> Restored:
@@ -281,9 +293,10 @@ def load(path, solver, batch_size, substeps) -> Restored:
     draws, diag = [[] for _ in rec.blocks], [[] for _ in rec.blocks]
     for key, fields in manifest["layout"]["blocks"].items():
         b = int(key)
-        block_paths, _, block_def = named_leaves(positions[b], names)
-        pieces = [arrays[f"draws/{b}/{p}"] for p in block_paths]
-        draws[b] = [jax.tree.unflatten(block_def, pieces)]
+        if "stream" not in manifest["layout"]:
+            block_paths, _, block_def = named_leaves(positions[b], names)
+            pieces = [arrays[f"draws/{b}/{p}"] for p in block_paths]
+            draws[b] = [jax.tree.unflatten(block_def, pieces)]
         diag[b] = [{name: arrays[f"diag/{b}/{name}"] for name in fields}]
     history = {
         "steps": arrays["history/steps"],
@@ -295,7 +308,13 @@ def load(path, solver, batch_size, substeps) -> Restored:
         "wall_time": float(manifest["layout"]["wall_time"]),
     }
     return Restored(
-        Call(**manifest["call"]), state, bool(manifest["adapted"]), draws, diag, history
+        Call(**manifest["call"]),
+        state,
+        bool(manifest["adapted"]),
+        draws,
+        diag,
+        history,
+        manifest["layout"].get("stream"),
     )
 
 

@@ -21,6 +21,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -34,6 +35,8 @@ from . import checkpoint as ckpt
 from . import results
 from . import trackers as trackers_mod
 from .balance import history_metrics
+from .checkpoint import canonical_names
+from .draw_store import DrawStore
 from .engine import Engine
 from .history import History
 from .plan import SolvePlan, make_plan, resolve_substeps
@@ -223,9 +226,9 @@ class Solver:
         recorder = results.Recorder(self.plan.blocks)
         old_records = [i for i, b in enumerate(old_plan.blocks) if b.records]
         new_records = [i for i, b in enumerate(self.plan.blocks) if b.records]
-        for i_old, i_new in zip(old_records, new_records):
-            recorder.draws[i_new] = self.recorder.draws[i_old]
-            recorder.diag[i_new] = self.recorder.diag[i_old]
+        recorder.carry(self.recorder, list(zip(old_records, new_records)))
+        if recorder.store is not None:
+            recorder.attach(recorder.store, engine.positions(state), canonical_names(self.program))
         self.recorder = recorder
 
     # ------------------------------------------------------------------ set-up
@@ -301,6 +304,7 @@ class Solver:
         until=None,
         max_epochs=None,
         trackers=None,
+        store=None,
     ) -> History:
         engine = self._engine(batch_size, substeps)
         if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
@@ -311,10 +315,12 @@ class Solver:
         start_index = self.step_index
         if resume_from is not None:
             restored = ckpt.load(resume_from, self, batch_size, substeps)
-            self._restore(restored)
+            self._restore(restored, store)
             start_index = restored.call.start
             if print_rate is None:
                 print_rate = restored.call.print_rate
+        elif store is not None:
+            self._stream_to(store)
         epochs = self._budget(epochs, until, max_epochs, start_index)
         if print_rate is None:
             print_rate = 100
@@ -424,12 +430,31 @@ class Solver:
             raise ValueError(f"crux.solve: epochs must be a positive integer, got {epochs!r}")
         return epochs
 
-    def _restore(self, restored: ckpt.Restored) -> None:
-        """Put a checkpoint's state, draws and history in place of the current ones."""
+    def _stream_to(self, path) -> None:
+        """Stream the draws to the zarr store at ``path`` (kept if already streaming there)."""
+        current = self.recorder.store
+        if current is not None and current.path == Path(path):
+            return
+        positions = self.engine.positions(self.state)
+        self.recorder.attach(DrawStore(path), positions, canonical_names(self.program))
+
+    def _restore(self, restored: ckpt.Restored, store) -> None:
+        """Put a checkpoint's state, draws and history in place of the current ones; draws
+        the run streamed are read from its store (``store`` if given, else the recorded one)."""
         self.state = shard_chains(restored.state, self.plan)
         self.adapted = restored.adapted
+        self.recorder = results.Recorder(self.plan.blocks)
         self.recorder.draws = restored.draws
         self.recorder.diag = restored.diag
+        positions = self.engine.positions(self.state)
+        names = canonical_names(self.program)
+        if restored.stream is not None:
+            draws = DrawStore(store or restored.stream["path"], resume=True)
+            self.recorder.attach(draws, positions, names)
+            for group, total in restored.stream["totals"].items():
+                draws.rewind(group, int(total))
+        elif store is not None:
+            self.recorder.attach(DrawStore(store), positions, names)
         h = restored.history
         self.history.replace(h["steps"], h["losses"], h["metrics"], h["wall_time"])
         log.info(
@@ -591,7 +616,7 @@ class Solver:
         """Diagnose the kept draws of every recording block; record and log the result."""
         chains = {}
         for b, blk in enumerate(self.plan.blocks):
-            if blk.records and self.recorder.draws[b]:
+            if blk.records and self.recorder.count(b):
                 chains[blk.label] = self.recorder.posterior(b)[0]
         if not chains:
             return False

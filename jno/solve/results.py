@@ -21,6 +21,8 @@ from ..lower.evaluate import model_key
 from ..trace.model import Parameter
 from . import streams as st
 from .blocks import Block
+from .checkpoint import named_leaves
+from .draw_store import DrawStore, StoredDraws
 
 log = logging.getLogger("jno")
 
@@ -28,13 +30,56 @@ DIVERGENCE_WARNING = 0.01  # the guide's threshold: more than 1 % divergent tran
 
 
 class Recorder:
-    """The kept records of every block: ``(N, K, ...)`` draws and ``{field: (N, K)}``."""
+    """The kept records of every block: ``(N, K, ...)`` draws and ``{field: (N, K)}``.
+
+    Draws live in host memory, or in a :class:`~jno.solve.draw_store.DrawStore` once
+    :meth:`attach` gave one (the diagnostics, ``N × K`` scalars per field, stay in memory).
+    """
 
     def __init__(self, blocks: list[Block]):
         self.blocks = blocks
         self.draws: list[list] = [[] for _ in blocks]
         self.diag: list[list] = [[] for _ in blocks]
+        self.store: DrawStore | None = None
+        self.groups: list[str] = [f"block{b}" for b in range(len(blocks))]
+        self._layout: dict[int, tuple] = {}
 
+    # ------------------------------------------------------------------ streaming
+    def attach(self, store: DrawStore, positions: list, names: dict[str, str]) -> None:
+        """Stream the draws of every recording block to ``store`` from now on; draws kept
+        in memory so far are written to it first. ``positions``: the blocks' ``(K, ...)``
+        positions (the layout of a row)."""
+        kept = {b: self.kept(b)[0] for b in range(len(self.blocks)) if self.draws[b]}
+        self.store = store
+        for b, blk in enumerate(self.blocks):
+            if not blk.records:
+                continue
+            paths, like, treedef = named_leaves(positions[b], names)
+            self._layout[b] = (treedef, len(like))
+            store.ensure(self.groups[b], blk.label, paths, like, blk.keep)
+            if b in kept:
+                store.append(self.groups[b], jax.tree.leaves(kept[b]))
+                self.draws[b] = []
+
+    def carry(self, old: Recorder, pairs: list[tuple[int, int]]) -> None:
+        """Take over ``old``'s records: block ``i_old`` of ``old`` becomes block ``i_new``."""
+        self.store, self._layout = old.store, {}
+        for i_old, i_new in pairs:
+            self.draws[i_new], self.diag[i_new] = old.draws[i_old], old.diag[i_old]
+            self.groups[i_new] = old.groups[i_old]
+            if i_old in old._layout:
+                self._layout[i_new] = old._layout[i_old]
+        taken = {self.groups[i] for _, i in pairs}
+        for b in range(len(self.blocks)):
+            if all(i != b for _, i in pairs):
+                name, n = f"block{b}", 0
+                while name in taken:
+                    n += 1
+                    name = f"block{b}_{n}"
+                self.groups[b] = name
+                taken.add(name)
+
+    # ------------------------------------------------------------------ recording
     def add(self, records: dict) -> None:
         """Keep the rows of a chunk's ``records`` (see ``Engine.run_chunk``) that each
         block's schedule selects."""
@@ -46,33 +91,54 @@ class Recorder:
             rows = np.nonzero(active & blk.kept_rows(steps))[0]
             if rows.size == 0:
                 continue
-            self.draws[b].append(
-                jax.tree.map(lambda a: np.asarray(a)[rows], records["positions"][b])
-            )
+            if rows[-1] - rows[0] + 1 == rows.size:  # a run of rows: a view, no copy
+                rows = slice(int(rows[0]), int(rows[-1]) + 1)
+            draws = jax.tree.map(lambda a: np.asarray(a)[rows], records["positions"][b])
+            if self.store is None:
+                self.draws[b].append(draws)
+            else:
+                self.store.append(self.groups[b], jax.tree.leaves(draws))
             self.diag[b].append({k: np.asarray(v)[rows] for k, v in records["infos"][b].items()})
             self._trim(b)
 
     def count(self, b: int) -> int:
+        """How many records block ``b`` keeps (at most its ``keep``)."""
+        if self.store is not None and b in self._layout:
+            return min(self.store.totals[self.groups[b]], self.blocks[b].keep)
         return int(sum(len(jax.tree.leaves(d)[0]) for d in self.draws[b]))
 
     def _trim(self, b: int) -> None:
-        if self.count(b) > self.blocks[b].keep:
+        keep = self.blocks[b].keep
+        if self.store is not None:
+            if sum(len(next(iter(d.values()), ())) for d in self.diag[b]) > keep:
+                self.diag[b] = [self.kept_diag(b)]
+        elif self.count(b) > keep:
             self.draws[b], self.diag[b] = map(lambda x: [x], self.kept(b))
 
+    def kept_diag(self, b: int) -> dict:
+        """The diagnostics of the last ``keep`` records of block ``b``: ``{f: (N, K)}``."""
+        keep = self.blocks[b].keep
+        return jax.tree.map(lambda *a: np.concatenate(a)[-keep:], *self.diag[b])
+
     def kept(self, b: int):
-        """The last ``keep`` records of block ``b``: ``(N, K, ...)`` draws, ``{f: (N, K)}``."""
+        """The last ``keep`` in-memory records of block ``b``: ``(N, K, ...)`` draws and
+        ``{f: (N, K)}`` (streamed draws: :meth:`posterior`)."""
         keep = self.blocks[b].keep
         draws = jax.tree.map(lambda *a: np.concatenate(a)[-keep:], *self.draws[b])
-        diag = jax.tree.map(lambda *a: np.concatenate(a)[-keep:], *self.diag[b])
-        return draws, diag
+        return draws, self.kept_diag(b)
 
     def posterior(self, b: int):
-        """``({member key: (K, N, ...)}, {field: (K, N)})`` of block ``b`` or ``(None, None)``."""
-        if not self.draws[b]:
+        """``({member key: (K, N, ...)}, {field: (K, N)})`` of block ``b`` or ``(None, None)``;
+        streamed draws are :class:`~jno.solve.draw_store.StoredDraws` views."""
+        if not self.count(b):
             return None, None
-        draws, diag = self.kept(b)
-        draws = jax.tree.map(lambda a: np.swapaxes(a, 0, 1), draws)
-        return draws, {k: np.swapaxes(v, 0, 1) for k, v in diag.items()}
+        diag = {k: np.swapaxes(v, 0, 1) for k, v in self.kept_diag(b).items()}
+        if self.store is not None and b in self._layout:
+            treedef, n = self._layout[b]
+            views = self.store.view(self.groups[b], n, self.blocks[b].keep)
+            return jax.tree.unflatten(treedef, views), diag
+        draws, _ = self.kept(b)
+        return jax.tree.map(lambda a: np.swapaxes(a, 0, 1), draws), diag
 
     def metrics(self, records: dict, n: int):
         """``(name, values (n,))`` of every block's per-step metrics in a chunk (chain 0)."""
@@ -120,7 +186,7 @@ def publish(engine, state, recorder: Recorder, streams: st.KeyStreams, started: 
             lambda a: np.broadcast_to(np.asarray(a), lead + np.shape(a)), params[model_key(m)]
         )
         for mem, piece in pieces:
-            piece = jax.tree.map(np.asarray, piece)
+            piece = jax.tree.map(_host, piece)
             full = piece if mem.mask is None else eqx.combine(piece, full)
         samples = _as_samples(m, full, program)
         diag = diags.get(m.uid)
@@ -136,9 +202,9 @@ def summary(blocks: list[Block], recorder: Recorder) -> None:
     """One log line per sampling block with diagnostics (the guide's solve-end summary),
     and a warning when more than 1 % of its transitions diverged or were not finite."""
     for b, blk in enumerate(blocks):
-        if not blk.records or blk.diagnostics is None or not recorder.draws[b]:
+        if not blk.records or blk.diagnostics is None or not recorder.count(b):
             continue
-        _, d = recorder.kept(b)
+        d = recorder.kept_diag(b)
         n = int(np.size(next(iter(d.values())))) if d else 0
         div = np.zeros(np.shape(next(iter(d.values()))), bool) if d else np.zeros((), bool)
         if "is_divergent" in d:
@@ -163,9 +229,13 @@ def summary(blocks: list[Block], recorder: Recorder) -> None:
             )
 
 
+def _host(leaf):
+    return leaf if isinstance(leaf, StoredDraws) else np.asarray(leaf)
+
+
 def _as_samples(model, params, program):
     if isinstance(model, Parameter):
-        return np.asarray(params)
+        return _host(params)
     return eqx.combine(params, program.statics[model_key(model)])
 
 

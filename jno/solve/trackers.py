@@ -29,6 +29,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .draw_store import StoredDraws
+
 
 @runtime_checkable
 class Tracker(Protocol):
@@ -44,7 +46,7 @@ def posterior_metrics(blocks, recorder) -> dict[str, float]:
         if not blk.records:
             continue
         n = recorder.count(b)
-        draws, diag = recorder.kept(b) if n else (None, {})
+        draws, diag = recorder.posterior(b) if n else (None, {})
         for mem in blk.members:
             name = mem.model.model_name
             key = f"posterior/{name}"
@@ -53,8 +55,8 @@ def posterior_metrics(blocks, recorder) -> dict[str, float]:
             if not n:
                 continue
             piece = draws[mem.key]
-            if isinstance(piece, np.ndarray) and piece[0, 0].size == 1:
-                out[f"{key}/mean"] = float(np.mean(piece))
+            if isinstance(piece, np.ndarray | StoredDraws) and np.prod(piece.shape[2:]) == 1:
+                out[f"{key}/mean"] = float(np.mean(np.asarray(piece)))
             if "is_divergent" in diag:
                 out[f"{key}/n_is_divergent"] = float(np.sum(diag["is_divergent"]))
             if "acceptance_rate" in diag:
