@@ -10,6 +10,7 @@ from . import bayesian, nn, noise, np, sym
 from .crux import Crux, core
 from .domain import domain
 from .solve import balance, trackers
+from .solve import resample as sampling
 from .trace.derivative import diff
 from .trace.node import Placeholder, apply
 
@@ -49,6 +50,7 @@ __all__ = [
     "domain",
     "fn",
     "nn",
+    "sampling",
     "noise",
     "np",
     "sym",

@@ -67,6 +67,7 @@ class Crux:
         max_epochs: int | None = None,
         trackers=None,
         store=None,
+        resample=None,
     ) -> History:
         """Run ``epochs`` steps (default for Bayesian solves: ``warmup + keep*thin``).
 
@@ -99,6 +100,9 @@ class Crux:
                 :class:`~jno.solve.draw_store.StoredDraws` views. A fresh solve replaces the
                 store; later solves of the crux keep streaming to it; ``resume_from`` reopens
                 the store its checkpoint recorded (or ``store``, if it moved).
+            resample: adaptive collocation, ``jno.sampling.rad(x, every=1000)`` or
+                ``jno.sampling.rar_d(x, ...)`` (or a list, one per point set): the points
+                move between chunks to where the residual is large, without recompiling.
 
         Returns:
             The :class:`History` of all solves so far.
@@ -117,6 +121,7 @@ class Crux:
             max_epochs=max_epochs,
             trackers=trackers,
             store=store,
+            resample=resample,
         )
 
     def save_posterior(self, path, *, history: bool = True):

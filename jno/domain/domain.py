@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..trace.node import Data, Variable
@@ -165,13 +167,21 @@ class Domain:
         """
         return self._sample(tag, n)[0]
 
-    def _sample(self, tag: str, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def sample_region(self, tag: str, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` points of ``tag``'s region drawn with ``rng`` (the domain's draw counter is
+        left alone): the candidate pools of adaptive resampling (:mod:`jno.sampling`)."""
+        return self._sample(tag, n, rng)[0]
+
+    def _sample(
+        self, tag: str, n: int, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`sample` and the spatial outward normals at the points (``None`` if none)."""
         self._check_tag(tag)
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
             raise ValueError(f"sample must be a positive integer, got {n!r}")
-        rng = np.random.default_rng([self.seed, self._draws])
-        self._draws += 1
+        if rng is None:
+            rng = np.random.default_rng([self.seed, self._draws])
+            self._draws += 1
         normals = None
         if tag in self._user:
             idx = rng.integers(0, self._user[tag].shape[0], size=n)
@@ -212,6 +222,7 @@ class Domain:
         """The (cached) point set of ``tag``."""
         if tag not in self._pointsets:
             ps = PointSet(self.points(tag), self.names, tag, label=f"{self.geometry.label}.{tag}")
+            ps.sampler = functools.partial(self.sample_region, tag)
             self._pointsets[tag] = ps
             self._made[ps.id] = (ps, self._tag_normals(tag))
         return self._pointsets[tag]
@@ -253,6 +264,7 @@ class Domain:
             ps = PointSet(
                 coords, self.names, name, label=f"{self.geometry.label}.{name}[sample {k}]"
             )
+            ps.sampler = functools.partial(self.sample_region, name)
             self._made[ps.id] = (ps, normals)
         variables = tuple(Variable(ps, i, v) for i, v in enumerate(self.names))
         return variables if self.has_time else variables + (None,)

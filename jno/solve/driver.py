@@ -32,6 +32,7 @@ from ..lower.causal import causal_metrics, has_causal
 from ..lower.evaluate import model_key
 from ..lower.program import Program
 from . import checkpoint as ckpt
+from . import resample as resample_mod
 from . import results
 from . import trackers as trackers_mod
 from .balance import history_metrics
@@ -96,7 +97,9 @@ class _StopSignals:
 class _Loop:
     """What one ``solve`` call does between chunks."""
 
-    def __init__(self, callbacks, trackers, until, checkpoint, every, call, solve_args):
+    def __init__(
+        self, callbacks, trackers, until, checkpoint, every, call, solve_args, resample=()
+    ):
         self.callbacks = callbacks
         self.trackers = trackers
         self.until = until
@@ -104,6 +107,7 @@ class _Loop:
         self.every = every
         self.call = call
         self.solve_args = solve_args
+        self.resample = list(resample)
         self.chunks = 0
         self.reason = None
         self.signals = _StopSignals(preempt=False)
@@ -305,8 +309,10 @@ class Solver:
         max_epochs=None,
         trackers=None,
         store=None,
+        resample=None,
     ) -> History:
         engine = self._engine(batch_size, substeps)
+        resamplers = resample_mod.bind(resample, self.program)
         if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
             raise ValueError(
                 f"crux.solve: checkpoint_every must be a positive int (chunks), got "
@@ -341,6 +347,7 @@ class Solver:
             every=checkpoint_every,
             call=ckpt.Call(start_index, stop, print_rate),
             solve_args=(batch_size, substeps),
+            resample=resamplers,
         )
         if until is not None and not any(b.records for b in self.plan.sampling):
             raise ValueError(
@@ -368,7 +375,7 @@ class Solver:
                     signals.raise_if_stopped()
                 if until is None:
                     self._warn_short(start_index, epochs)
-                if self.fastpath(substeps):
+                if self.fastpath(substeps) and not resamplers:
                     self._solve_fast(engine, stop, print_rate, bar, loop)
                 else:
                     self._solve_general(engine, stop, print_rate, bar, loop)
@@ -496,9 +503,12 @@ class Solver:
         while self.step_index < stop:
             start = self.step_index
             n = min(print_rate, stop - start)
+            for bound in loop.resample:  # a chunk ends at every resampling step
+                every = bound.resampler.every
+                n = min(n, (start // every + 1) * every - start)
             records = self._run(
                 engine,
-                stop,
+                start + n,
                 length=print_rate,
                 stride=1,
                 with_losses=True,
@@ -513,8 +523,33 @@ class Solver:
                 self.history.append_metric(name, steps, values)
             self._record_causal(engine)
             self.recorder.add(records)
+            self._resample(engine, loop)
             if self._after_chunk(losses[-1], n, bar, loop):
                 return
+
+    def _resample(self, engine, loop: _Loop) -> None:
+        """Move the points of every resampler due at this step (``step % every == 0``)."""
+        index = self.step_index
+        for bound in loop.resample:
+            if index % bound.resampler.every:
+                continue
+            eps = self._jit(
+                f"resample:{bound.key}:{id(bound.resampler)}",
+                lambda s, c, b=bound: resample_mod.residual_magnitude(
+                    b, self.program, engine.view(s), s.inputs, c
+                ),
+            )
+            key, cand = resample_mod.pool(bound, self.streams, index)
+            eps_pool = eps(self.state, jnp.asarray(cand))
+            eps_now = eps(self.state, self.state.inputs[bound.key]["coords"])
+            inputs = resample_mod.resample_inputs(
+                bound, key, self.state.inputs, cand, eps_pool, eps_now
+            )
+            if inputs is not None:
+                self.state = self.state._replace(inputs=inputs)
+            self.history.append_metric(
+                f"resample:{bound.resampler.label}", [index - 1], [float(np.mean(eps_pool))]
+            )
 
     def _record_causal(self, engine) -> None:
         """The causal slice weights at the end of a chunk (``"causal:<constraint>:<i>"``)."""

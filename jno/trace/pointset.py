@@ -25,6 +25,8 @@ class PointSet:
         names: one name per column, e.g. ``("x", "t")``.
         tag: the domain tag the points came from (``"interior"``, ``"left"``, ...).
         label: a readable label for error messages, e.g. ``"line.interior"``.
+        sampler: ``(n, rng) -> (n, d)`` new points of the same region (set by the domain
+            that made the point set; ``None`` for user coordinates): adaptive resampling.
     """
 
     def __init__(self, coords, names, tag: str, label: str | None = None):
@@ -44,6 +46,7 @@ class PointSet:
         self.label = label or tag
         self.id = next(_ids)
         self.data: dict[str, np.ndarray] = {}
+        self.sampler = None
 
     @property
     def size(self) -> int:
