@@ -104,13 +104,15 @@ def _shard(tree, mesh, num_datasets: int, where: str):
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(axis)))
 
 
-def solve_batch(solver, datasets: dict, *, mesh=None) -> BatchPosterior:
+def solve_batch(solver, datasets: dict, *, first: int = 0, mesh=None) -> BatchPosterior:
     """``D`` independent inferences, one per dataset, in one compiled program.
 
     Args:
         solver: the crux's :class:`~jno.solve.driver.Solver`.
         datasets: ``{key: (D, *shape)}`` with the keys of ``crux.condition`` (data
             placeholders, noise leaves, point sets); ``shape`` is the replaced array's.
+        first: the index of the first dataset: dataset ``d`` of the stack runs on the
+            streams of index ``first + d`` (a long run split into batches keeps its keys).
         mesh: shard the dataset axis over this mesh's first axis (optional).
 
     Returns:
@@ -126,7 +128,9 @@ def solve_batch(solver, datasets: dict, *, mesh=None) -> BatchPosterior:
         lambda a: jnp.broadcast_to(a, (count,) + jnp.shape(a)), solver.program.inputs
     )
     inputs = replace(shared, resolved)
-    streams = jax.vmap(lambda d: dataset_streams(solver.base_streams, d))(jnp.arange(count))
+    if not isinstance(first, int) or isinstance(first, bool) or first < 0:
+        raise ValueError(f"{where}: first must be a non-negative int, got {first!r}")
+    streams = jax.vmap(lambda d: dataset_streams(solver.base_streams, d))(first + jnp.arange(count))
     if mesh is not None:
         inputs, streams = _shard((inputs, streams), mesh, count, where)
 
