@@ -130,8 +130,12 @@ def ecdf_band(
     counts = ecdf_counts(null.T, big_l)
     gammas = _gamma(counts, cdf)
     gamma = float(np.quantile(gammas, 1.0 - level, method="lower"))
-    lower = np.argmax(cdf >= gamma / 2.0, axis=1) / s
-    upper = np.argmax(cdf >= 1.0 - gamma / 2.0, axis=1) / s
+    # the counts k with gamma_i(k) >= gamma: F(k) >= gamma/2 and P(X >= k) >= gamma/2 (a
+    # relative slack of 1e-9 keeps the atoms of gamma, which sit exactly on a limit, inside)
+    cut = 0.5 * gamma * (1.0 - 1e-9)
+    at_least = 1.0 - np.concatenate([np.zeros((len(z), 1)), cdf[:, :-1]], axis=1)
+    lower = np.argmax(cdf >= cut, axis=1) / s
+    upper = (s - np.argmax((at_least >= cut)[:, ::-1], axis=1)) / s
     return ECDFBand(z, lower, upper, gamma, level, gammas)
 
 

@@ -48,9 +48,10 @@ class Simulator:
 
     def __init__(self, crux, simulate=None):
         solver = crux.solver
-        solver._engine(None, None)
+        solver._sync_configuration()
         self.program = solver.program
-        self.initial = solver._initial
+        # the models' values when the solve state was first built (or now, before it is)
+        self.initial = solver._initial or solver.program.initial_params()
         self.streams = solver.base_streams
         self.members = []
         for blk in solver.plan.sampling:
@@ -202,12 +203,12 @@ class Simulator:
         draws (simulate=None only); raises otherwise."""
         if self._fn is not self._from_expressions:
             olds = [current(self.program.inputs, s) for s in self._noise_slots]
+            residuals = jax.jit(self.residuals_at)
             cs = []
             for s in range(min(2, jax.tree.leaves(theta_batch)[0].shape[0])):
                 params = self.params(jax.tree.map(lambda a, s=s: a[s], theta_batch))
                 at = [
-                    self.residuals_at(params, [jnp.full_like(o, v) for o in olds])
-                    for v in (0.0, 1.0, 3.0)
+                    residuals(params, [jnp.full_like(o, v) for o in olds]) for v in (0.0, 1.0, 3.0)
                 ]
                 for i, (noise, r) in enumerate(self._pairs):
                     r0, r1, r3 = (np.asarray(a[i], np.float64) for a in at)
