@@ -142,19 +142,21 @@ class Crux:
         self.solver.condition(data, warm_start=warm_start, dataset=dataset)
         return self
 
-    def solve_batch(self, datasets: dict, *, first: int = 0, mesh=None):
+    def solve_batch(self, datasets: dict, *, first: int = 0, group: int | None = None, mesh=None):
         """Independent inferences on a stack of datasets in one compiled program.
 
         See :func:`jno.solve.batch.solve_batch`: ``datasets`` is ``{key: (D, *shape)}`` with
         the keys of :meth:`condition`; dataset ``d`` runs on the key streams of index
-        ``first + d`` (``condition(..., dataset=first + d)`` reproduces it); ``mesh`` shards
-        the dataset axis over devices. The result holds every Bayesian model's
+        ``first + d`` (``condition(..., dataset=first + d)`` reproduces it); ``group``: how
+        many datasets are vmapped together (``None``: all; ``1``: one after another in the
+        compiled program, bit for bit the separate solves); ``mesh`` shards the dataset axis
+        over devices. The result holds every Bayesian model's
         ``posterior_samples`` with a leading ``(D,)`` axis. The crux's own state, draws and
         models are not changed.
         """
         from .solve.batch import solve_batch
 
-        return solve_batch(self.solver, datasets, first=first, mesh=mesh)
+        return solve_batch(self.solver, datasets, first=first, group=group, mesh=mesh)
 
     def save_posterior(self, path, *, history: bool = True):
         """Write the posterior (every Bayesian model, its diagnostics, the history) to netCDF:
