@@ -68,8 +68,23 @@ def test_batch_equals_separate_solves_and_the_exact_posteriors():
     assert all(crux.solver.traces[k] == 1 for k in crux.solver.traces if k.startswith("batch/"))
 
 
+@pytest.mark.slow
+def test_64_datasets_one_after_another_equal_64_separate_solves_bit_for_bit():
+    """group=1 (lax.map) runs each dataset on the single solve's program."""
+    crux, a, b, y, ys, phi = _problem(num_datasets=64)
+    out = crux.solve_batch({y: ys}, group=1)
+    assert out[a].shape == (64, 2, 200, 1)
+    for d in range(64):
+        crux.condition({y: ys[d]}, dataset=d)
+        crux.solve()
+        np.testing.assert_array_equal(out[a][d], np.asarray(a.posterior_samples))
+        np.testing.assert_array_equal(out[b][d], np.asarray(b.posterior_samples))
+
+
 def test_batch_arguments_are_checked():
     crux, a, _, y, ys, _ = _problem(num_datasets=2)
+    with pytest.raises(ValueError, match="group must be a positive int"):
+        crux.solve_batch({y: ys}, group=0)
     with pytest.raises(ValueError, match=r"data 'y' has shape .*expected \(D, "):
         crux.solve_batch({y: ys[0]})
     dom = jno.domain(constructor=jno.domain.line(mesh_size=0.02))

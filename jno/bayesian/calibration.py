@@ -225,6 +225,7 @@ def sbc(
     levels=LEVELS,
     band_level: float = 0.95,
     batch: int | None = None,
+    group: int | None = None,
 ) -> SBCResult:
     """Simulation-based calibration of ``crux``'s Bayesian models.
 
@@ -243,6 +244,8 @@ def sbc(
         band_level: the simultaneous level of the ECDF band.
         batch: simulations per compiled batch (default: all at once); a smaller batch bounds
             the memory of the ``(batch, K, N, ...)`` draws.
+        group: datasets vectorised together in ``crux.solve_batch`` (``None``: all; ``1``:
+            one after another, often faster on a CPU).
 
     Returns:
         An :class:`SBCResult`.
@@ -267,7 +270,7 @@ def sbc(
     for start in range(0, num_simulations, batch):
         stop = min(start + batch, num_simulations)
         data = {t: np.asarray(a)[start:stop] for t, a in zip(sim.targets, arrays)}
-        out = crux.solve_batch(data, first=start)
+        out = crux.solve_batch(data, first=start, group=group)
         flat_t, flat_d, labels = [], [], []
         for i, (mem, _) in enumerate(sim.members):
             t_i = jax.tree.map(lambda a: np.asarray(a)[start:stop], theta[i])

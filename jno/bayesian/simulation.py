@@ -67,6 +67,8 @@ class Simulator:
             raise ValueError(
                 f"{WHERE}: the crux samples no model (.bayesian(...)); nothing to check"
             )
+        #: whether the data are the crux's noise leaves (``simulate=None``)
+        self.from_noise = simulate is None
         if simulate is None:
             self._pairs = self._noise_residuals()
             self.targets = [noise for noise, _ in self._pairs]
@@ -201,7 +203,7 @@ class Simulator:
     def check_affine(self, theta_batch) -> None:
         """``r(θ, n)`` is ``g(θ) + c n`` with ``c`` non-zero and the same at two parameter
         draws (simulate=None only); raises otherwise."""
-        if self._fn is not self._from_expressions:
+        if self.from_noise:
             olds = [current(self.program.inputs, s) for s in self._noise_slots]
             residuals = jax.jit(self.residuals_at)
             cs = []

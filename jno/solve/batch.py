@@ -131,6 +131,8 @@ def solve_batch(
         A :class:`BatchPosterior`.
     """
     where = "crux.solve_batch"
+    if group is not None and (not isinstance(group, int) or isinstance(group, bool) or group < 1):
+        raise ValueError(f"{where}: group must be a positive int or None, got {group!r}")
     engine = solver._engine(None, None)
     _check_plan(solver, where)
     resolved, count = resolve(solver.program, solver.program.inputs, datasets, where, True)
@@ -146,8 +148,6 @@ def solve_batch(
     if mesh is not None:
         inputs, streams = _shard((inputs, streams), mesh, count, where)
 
-    if group is not None and (not isinstance(group, int) or isinstance(group, bool) or group < 1):
-        raise ValueError(f"{where}: group must be a positive int or None, got {group!r}")
 
     def batched(name, method, in_axes, **static):
         def fn(keys, *args, **kw):
