@@ -95,3 +95,46 @@ def test_batch_arguments_are_checked():
     mixed = jno.core([(c * x - 1.0).mse, (z - c).gaussian(std=1.0)])
     with pytest.raises(ValueError, match="MCMC models only"):
         mixed.solve_batch({x: np.zeros((2,) + x.pointset.coords.shape)})
+
+
+MESH_SCRIPT = r"""
+import json
+import blackjax, jax, numpy as np, jno
+from jax.sharding import Mesh
+dom = jno.domain(constructor=jno.domain.line(mesh_size=0.05))
+x, _ = dom.variable("interior")
+rng = np.random.default_rng(0)
+ys = rng.normal(size=(4, x.pointset.size))
+y = dom.variable("y", ys[0][:, None])
+a = jno.np.parameter((1,), name="a", init=0.0)
+a.bayesian(blackjax.nuts, warmup=50, keep=30, num_chains=2,
+           prior=jno.bayesian.priors.gaussian(2.0))
+crux = jno.core([(a * jno.np.sin(jno.np.pi * x) - y).gaussian(std=0.5)], seed=1)
+mesh = Mesh(np.array(jax.local_devices()), ("data",))
+out = crux.solve_batch({y: ys}, mesh=mesh if len(jax.local_devices()) > 1 else None)
+print(json.dumps({"devices": len(jax.local_devices()), "draws": out[a].tolist()}))
+"""
+
+
+@pytest.mark.slow
+def test_mesh_sharded_batch_matches_unsharded():
+    """The dataset axis sharded over 2 forced host devices: the draws of one device, to
+    round-off (x64, as in test_sharding.py: per-device programs fuse differently)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def run(devices):
+        env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_ENABLE_X64="1",
+                   XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+        out = subprocess.run([sys.executable, "-c", MESH_SCRIPT], capture_output=True,
+                             text=True, env=env, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    one, two = run(1), run(2)
+    assert one["devices"] == 1 and two["devices"] == 2
+    a, b = np.array(one["draws"]), np.array(two["draws"])
+    assert a.shape == b.shape == (4, 2, 30, 1)
+    np.testing.assert_allclose(a[:, :, :3], b[:, :, :3], atol=1e-8)
+    assert np.median(np.abs(a - b)) < 1e-8
