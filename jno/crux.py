@@ -124,6 +124,54 @@ class Crux:
             resample=resample,
         )
 
+    def condition(self, data: dict, *, warm_start: bool = False, dataset: int | None = None):
+        """Put new data in place of the arrays the compiled program reads, without recompiling.
+
+        Args:
+            data: ``{key: array}``; a key is a data placeholder (``y = dom.variable("y",
+                y_obs)``), a ``jno.noise`` leaf (its drawn noise), or a point set / coordinate
+                variable (new point coordinates). Each array has the shape of the one it
+                replaces and a dtype of the same kind (:mod:`jno.solve.condition`).
+            warm_start: ``False`` (default): the solve starts again as on a new crux: the
+                models' initial values, new chain starts, window adaptation again, step 0.
+                ``True``: chains keep their positions and adapted step sizes and mass matrices
+                (kernel states are re-initialised on the new data), optax models keep their
+                parameters and optimizer states, the step index continues. Either way the
+                kept draws, ``posterior_samples`` and the history are cleared.
+            dataset: use the key streams of dataset ``dataset`` of :meth:`solve_batch`
+                (:func:`jno.solve.streams.dataset_streams`), so that ``condition(data_d,
+                dataset=d)`` then ``solve()`` reproduces ``solve_batch``'s ``d``-th inference;
+                ``None``: the crux's own streams.
+
+        The data live in the solve state (``SolveState.inputs``), so the next ``solve()`` runs
+        the already compiled chunks (``crux.solver.traces`` counts traces; it does not grow).
+        ``crux.eval`` sees the new data too. A log-density initializer (``.initialize(...)``)
+        runs again on the new data, compiling its own work.
+
+        Raises:
+            TypeError: ``data`` is not a dict of replaceable keys.
+            ValueError: a shape or dtype that differs from the replaced array (the message
+                names it), a key the constraints do not read, non-finite values.
+        """
+        self.solver.condition(data, warm_start=warm_start, dataset=dataset)
+        return self
+
+    def solve_batch(self, datasets: dict, *, first: int = 0, group: int | None = None, mesh=None):
+        """Independent inferences on a stack of datasets in one compiled program.
+
+        See :func:`jno.solve.batch.solve_batch`: ``datasets`` is ``{key: (D, *shape)}`` with
+        the keys of :meth:`condition`; dataset ``d`` runs on the key streams of index
+        ``first + d`` (``condition(..., dataset=first + d)`` reproduces it); ``group``: how
+        many datasets are vmapped together (``None``: all; ``1``: one after another in the
+        compiled program, bit for bit the separate solves); ``mesh`` shards the dataset axis
+        over devices. The result holds every Bayesian model's
+        ``posterior_samples`` with a leading ``(D,)`` axis. The crux's own state, draws and
+        models are not changed.
+        """
+        from .solve.batch import solve_batch
+
+        return solve_batch(self.solver, datasets, first=first, group=group, mesh=mesh)
+
     def save_posterior(self, path, *, history: bool = True):
         """Write the posterior (every Bayesian model, its diagnostics, the history) to netCDF:
         see :func:`jno.bayesian.save_posterior`. Returns the path written."""

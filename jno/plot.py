@@ -13,6 +13,8 @@ each function imports it when called and raises an ``ImportError`` naming
   the data points.
 * :func:`field`: posterior mean and standard deviation of a field over 2-D points.
 * :func:`calibration`: the coverage curve of :func:`jno.metrics.calibration_curve`.
+* :func:`sbc_ecdf`: the ECDF differences of simulation-based calibration ranks with their
+  simultaneous band (:func:`jno.bayesian.sbc`).
 * :func:`history`: losses per constraint and their total on a log y axis, and the ELBO of VI
   models.
 
@@ -29,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["calibration", "field", "history", "predictive_band", "rank", "trace"]
+__all__ = ["calibration", "field", "history", "predictive_band", "rank", "sbc_ecdf", "trace"]
 
 
 def _pyplot():
@@ -454,6 +456,66 @@ def calibration(
         sh_ax.set_ylabel("mean interval width")
         sh_ax.set_title("sharpness")
         sh_ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------- sbc
+def sbc_ecdf(
+    result: Any,
+    *,
+    parameters: Sequence[str] | None = None,
+    ax: Any = None,
+    figsize: tuple[float, float] | None = None,
+) -> Any:
+    """ECDF-difference plot of SBC ranks (Säilynoja et al. 2022).
+
+    Args:
+        result: a :class:`jno.bayesian.calibration.SBCResult`.
+        parameters: the names to draw (default: all of ``result.names``).
+        ax: draw into this axes (all parameters in one panel); default: one panel per
+            parameter side by side.
+        figsize: defaults to ``(4 * panels, 3.5)``.
+
+    Returns:
+        The Figure. Each panel holds, at ``z = result.band.z``, the band limits minus ``z``
+        (lines labelled ``"band lower"`` and ``"band upper"``, filled between) and, per
+        parameter, ``ECDF(z) - z`` labelled with the parameter's name and chi-square p-value
+        (``"a[0] (p=0.41)"``), and a zero line.
+    """
+    plt = _pyplot()
+    names = list(result.names) if parameters is None else list(parameters)
+    unknown = [n for n in names if n not in result.names]
+    if unknown:
+        raise ValueError(
+            f"jno.plot.sbc_ecdf: unknown parameter(s) {unknown}; the result has {result.names}"
+        )
+    if ax is not None:
+        fig, axes = ax.figure, [ax] * len(names)
+    else:
+        fig, grid = plt.subplots(
+            1, len(names), figsize=figsize or (4 * len(names), 3.5), squeeze=False
+        )
+        axes = list(grid[0])
+    z, band = result.band.z, result.band
+    ecdf = result.ecdf
+    drawn = set()
+    for i, name in enumerate(names):
+        p = result.names.index(name)
+        a = axes[i]
+        if id(a) not in drawn:
+            a.fill_between(z, band.lower - z, band.upper - z, color="0.85")
+            a.plot(z, band.lower - z, color="0.5", lw=1, label="band lower")
+            a.plot(z, band.upper - z, color="0.5", lw=1, label="band upper")
+            a.axhline(0.0, color="k", lw=0.5)
+            a.set_xlabel("fractional rank")
+            a.set_ylabel("ECDF difference")
+            a.set_title(
+                f"SBC: {result.num_simulations} simulations, {int(100 * band.level)}% band"
+            )
+            drawn.add(id(a))
+        a.plot(z, ecdf[p] - z, color=f"C{i}", lw=1.5, label=f"{name} (p={result.p_values[p]:.2g})")
+        a.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

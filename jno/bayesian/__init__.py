@@ -1,5 +1,5 @@
-"""Bayesian tools: priors, convergence diagnostics, log-density initializers, arviz export and
-saved posteriors.
+"""Bayesian tools: priors, convergence diagnostics, log-density initializers, arviz export,
+saved posteriors and simulation-based calibration (``sbc``).
 
 Submodules load on first use, so ``import jno`` stays light.
 """
@@ -23,6 +23,8 @@ _LAZY = {
     "laplace": ("jno.bayesian.initializers", "laplace"),
     "svgd": ("jno.bayesian.initializers", "svgd"),
     "BayesianInitializer": ("jno.bayesian.initializers", "BayesianInitializer"),
+    "sbc": ("jno.bayesian.calibration", "sbc"),
+    "SBCResult": ("jno.bayesian.calibration", "SBCResult"),
 }
 
 __all__ = sorted(_LAZY)

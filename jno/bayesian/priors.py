@@ -19,7 +19,9 @@ weight matrix with fan-in 4, and for convolution kernels ``shape[-1]`` is the la
 dimension, not the conventional ``in_channels * prod(kernel)``.
 
 A custom prior is any ``pytree -> float`` callable; :func:`validate_prior` checks one against a
-position without running it.
+position without running it. The built-in priors also draw from themselves
+(``prior.sample(key, like)``), which simulation-based calibration needs; a custom prior can
+offer the same method.
 """
 
 from __future__ import annotations
@@ -78,6 +80,20 @@ def _gaussian_logpdf(leaf: jax.Array, sigma: float) -> jax.Array:
     )
 
 
+def _draw(like: Any, key: jax.Array, draw_leaf) -> Any:
+    """``like`` with every floating-point array leaf replaced by ``draw_leaf(key_i, leaf)``
+    (one key per leaf, split from ``key``); other leaves unchanged."""
+    leaves, treedef = jax.tree.flatten(like)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    out = [
+        draw_leaf(k, leaf).astype(leaf.dtype)
+        if isinstance(leaf, jax.Array | np.ndarray) and jnp.issubdtype(leaf.dtype, jnp.floating)
+        else leaf
+        for k, leaf in zip(keys, leaves)
+    ]
+    return jax.tree.unflatten(treedef, out)
+
+
 def _total(terms: list[jax.Array]) -> jax.Array:
     return jnp.sum(jnp.stack(terms)) if terms else jnp.zeros(())
 
@@ -98,6 +114,16 @@ class Gaussian:
     sigma: float = 10.0
     fan_in_aware: bool = False
 
+    def sample(self, key: jax.Array, like: Any) -> Any:
+        """A draw from the prior, shaped like ``like`` (its float leaves; simulation-based
+        calibration draws parameters with it)."""
+        return _draw(
+            like,
+            key,
+            lambda k, leaf: _fan_in_sigma(leaf, self.sigma, self.sigma, self.fan_in_aware)
+            * jax.random.normal(k, leaf.shape),
+        )
+
     def __call__(self, params: Any) -> jax.Array:
         return _total(
             [
@@ -117,6 +143,10 @@ class Laplace:
     """
 
     scale: float = 1.0
+
+    def sample(self, key: jax.Array, like: Any) -> Any:
+        """A draw from the prior, shaped like ``like``."""
+        return _draw(like, key, lambda k, leaf: self.scale * jax.random.laplace(k, leaf.shape))
 
     def __call__(self, params: Any) -> jax.Array:
         return _total(
@@ -140,6 +170,10 @@ class StudentT:
 
     df: float = 4.0
     scale: float = 1.0
+
+    def sample(self, key: jax.Array, like: Any) -> Any:
+        """A draw from the prior, shaped like ``like``."""
+        return _draw(like, key, lambda k, leaf: self.scale * jax.random.t(k, self.df, leaf.shape))
 
     def __call__(self, params: Any) -> jax.Array:
         nu, s = self.df, self.scale
@@ -169,6 +203,17 @@ class LayerwiseGaussian:
     base_sigma: float = 1.0
     default_sigma: float = 1.0
     fan_in_aware: bool = True
+
+    def sample(self, key: jax.Array, like: Any) -> Any:
+        """A draw from the prior, shaped like ``like``."""
+        return _draw(
+            like,
+            key,
+            lambda k, leaf: _fan_in_sigma(
+                leaf, self.base_sigma, self.default_sigma, self.fan_in_aware
+            )
+            * jax.random.normal(k, leaf.shape),
+        )
 
     def __call__(self, params: Any) -> jax.Array:
         return _total(

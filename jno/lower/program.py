@@ -97,9 +97,11 @@ class Program:
 
     def evaluator_for(self, exprs: Sequence[Placeholder]):
         """A pure function ``params -> [values]`` for arbitrary expressions, reusing the noise
-        drawn for the constraints (so ``crux.eval`` sees the same data)."""
+        drawn for the constraints and the arrays ``crux.condition`` put in ``self.inputs``
+        (so ``crux.eval`` sees the data the solve saw)."""
         plan = GraphPlan(exprs)
         inputs = full_inputs(plan, draw_noise(plan, self.key, self.noise_registry))
+        inputs = _overlay(inputs, self.inputs)
         statics = dict(self.statics)
         for m in plan.models:
             if model_key(m) not in statics and not isinstance(m, Parameter):
@@ -123,6 +125,24 @@ class Program:
 
     def pointset_sizes(self) -> dict[str, int]:
         return {ps_key(ps): ps.size for ps in self.plan.pointsets.values()}
+
+
+def _overlay(inputs: dict, current: dict) -> dict:
+    """``inputs`` with the coordinates, data and noise that ``current`` (the program's inputs,
+    conditioned on new data) holds for the same point sets."""
+    out = {}
+    for pk, rows in inputs.items():
+        now = current.get(pk)
+        if now is None:
+            out[pk] = rows
+            continue
+        out[pk] = {
+            **rows,
+            "coords": now["coords"],
+            "data": {k: now["data"].get(k, v) for k, v in rows["data"].items()},
+            "noise": {k: now["noise"].get(k, v) for k, v in rows["noise"].items()},
+        }
+    return out
 
 
 def _constraint_names(constraints) -> list[str]:

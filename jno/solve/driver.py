@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -42,7 +43,7 @@ from .engine import Engine
 from .history import History
 from .plan import SolvePlan, make_plan, resolve_substeps
 from .state import BlockState
-from .streams import KeyStreams
+from .streams import KeyStreams, dataset_streams
 
 log = logging.getLogger("jno")
 
@@ -130,7 +131,13 @@ class Solver:
 
     def __init__(self, program: Program, streams: KeyStreams, balancer=None):
         self.program = program
+        self.base_streams = streams
+        #: the key streams of the solve: the crux's, or a batched dataset's (``condition``)
         self.streams = streams
+        #: how many times each compiled function was traced (``"chunk..."``, ``"adapt"``,
+        #: ``"init"``, ...): new data through ``condition`` adds none
+        self.traces: Counter = Counter()
+        self._initial: dict | None = None
         self.balancer = balancer
         self.history = History(program.names)
         self.plan: SolvePlan = make_plan(program)
@@ -249,19 +256,83 @@ class Solver:
             self._signature = signature
             self._compiled = {}
             if self.state is None:
-                state = jax.jit(self.engine.init_state)(
-                    self.program.initial_params(), self.program.inputs
-                )
-                state = self.engine.apply_initializers(state)
-                state = self.engine.ensure_finite_starts(state)
-                self.state = shard_chains(state, self.plan)
+                self._initial = self.program.initial_params()
+                self.state = self._fresh_state(self.program.inputs)
         return self.engine
+
+    def _fresh_state(self, inputs: dict):
+        """The state at the models' initial values on ``inputs``: chain starts, initializers,
+        finite starts (compiled once; initializers compile their own work)."""
+        state = self._keyed("init", "init_state")(self._initial, inputs)
+        state = self.engine.apply_initializers(state)
+        state = self.engine.ensure_finite_starts(state)
+        return shard_chains(state, self.plan)
 
     def _jit(self, name: str, fn, **static):
         if name not in self._compiled:
-            self._compiled[name] = jax.jit(fn, static_argnames=tuple(static))
+
+            def traced(*args, **kw):
+                self.traces[name] += 1
+                return fn(*args, **kw)
+
+            self._compiled[name] = jax.jit(traced, static_argnames=tuple(static))
         compiled = self._compiled[name]
         return lambda *args: compiled(*args, **static)
+
+    def _keyed(self, name: str, method: str, **static):
+        """``engine.<method>`` compiled with the key streams as an argument, called on the
+        solve's current streams (a dataset's streams do not recompile)."""
+        engine = self.engine
+
+        def fn(streams, *args, **kw):
+            return getattr(engine.with_streams(streams), method)(*args, **kw)
+
+        run = self._jit(name, fn, **static)
+        return lambda *args: run(self.streams, *args)
+
+    # ------------------------------------------------------------------ new data
+    def condition(self, updates: dict, *, warm_start: bool = False, dataset=None) -> None:
+        """Replace data arrays of the inputs (see :meth:`jno.crux.Crux.condition`)."""
+        from .condition import replace, resolve
+
+        where = "crux.condition"
+        if not isinstance(warm_start, bool):
+            raise TypeError(f"{where}: warm_start must be True or False, got {warm_start!r}")
+        if dataset is not None and (
+            not isinstance(dataset, int) or isinstance(dataset, bool) or dataset < 0
+        ):
+            raise ValueError(
+                f"{where}: dataset must be a non-negative int (the index of a solve_batch "
+                f"dataset whose keys to use) or None, got {dataset!r}"
+            )
+        inputs = self.program.inputs if self.state is None else self.state.inputs
+        resolved, _ = resolve(self.program, inputs, updates, where)
+        self.program.inputs = replace(self.program.inputs, resolved)
+        if dataset is not None or self.streams is not self.base_streams:
+            if warm_start and self.state is not None:
+                raise ValueError(
+                    f"{where}(..., dataset={dataset!r}, warm_start=True): a change of the key "
+                    "streams restarts the solve; pass warm_start=False."
+                )
+            base = self.base_streams
+            self.streams = base if dataset is None else dataset_streams(base, dataset)
+            if self.engine is not None:
+                self.engine = self.engine.with_streams(self.streams)
+        if self.state is None:
+            return
+        new = replace(self.state.inputs, resolved)
+        if warm_start:
+            run = self._keyed("reinit", "reinit_sampling")
+            self.state = shard_chains(run(self.state._replace(inputs=new)), self.plan)
+        else:
+            self.state = self._fresh_state(new)
+            self.adapted = False
+        self.recorder = results.Recorder(self.plan.blocks)
+        self.history = History(self.program.names)
+        for m in self.program.models:
+            m.posterior_samples = None
+            m.posterior_diagnostics = None
+        self.publish()
 
     def default_epochs(self, start: int | None = None) -> int:
         """``warmup + keep*thin`` of the MCMC blocks (then ``keep*thin`` per further call)
@@ -369,7 +440,7 @@ class Solver:
                             f"warmup={warm} steps, which runs as one block; pass epochs >= "
                             f"{warm} or lower warmup."
                         )
-                    self.state = self._jit("adapt", engine.adapt)(self.state)
+                    self.state = self._keyed("adapt", "adapt")(self.state)
                     self.adapted = True
                     _bar_update(bar, warm, "adapted")
                     signals.raise_if_stopped()
@@ -488,9 +559,9 @@ class Solver:
                 )
 
     def _run(self, engine, stop, *, length, stride, with_losses, partial):
-        run = self._jit(
+        run = self._keyed(
             f"chunk{length}/{stride}/{with_losses}/{partial}",
-            engine.run_chunk,
+            "run_chunk",
             length=length,
             stride=stride,
             with_losses=with_losses,

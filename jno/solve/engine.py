@@ -18,6 +18,7 @@ step index (:mod:`.streams`).
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import equinox as eqx
@@ -119,6 +120,14 @@ class Engine:
         )
         for b in plan.sampling:
             b.refresh = refresh
+
+    def with_streams(self, streams: st.KeyStreams) -> Engine:
+        """This engine drawing every key from ``streams`` (traced inside a compiled function,
+        so one program serves every dataset's keys: ``crux.condition(..., dataset=d)`` and the
+        vmapped ``solve_batch``)."""
+        out = copy.copy(self)
+        out.streams = streams
+        return out
 
     # ------------------------------------------------------------------ objectives
     def assemble(self, point: dict, view: list) -> dict:
@@ -235,6 +244,18 @@ class Engine:
                 kernel = blk.init(st.kernel_keys(self.streams, b, 1)[0], starts[b], obj, tuned[b])
             out.append(BlockState(kernel, tuned[b]))
         return state._replace(blocks=tuple(out))
+
+    def reinit_sampling(self, state: SolveState) -> SolveState:
+        """The kernel states of the MCMC blocks re-initialised at their positions on
+        ``state.inputs`` (a kernel state caches the log-density of the data it was made on),
+        adapted arguments kept; VI, optax and ensemble states unchanged (a warm start on new
+        data)."""
+        fresh = self.init_kernels(state, self.positions(state), [bs.tuned for bs in state.blocks])
+        blocks = tuple(
+            new if blk.samples and not blk.variational else old
+            for blk, new, old in zip(self.blocks, fresh.blocks, state.blocks)
+        )
+        return state._replace(blocks=blocks)
 
     def initial_view(self) -> list:
         """Every block's position at the model values, without a population axis."""

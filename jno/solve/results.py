@@ -150,15 +150,28 @@ class Recorder:
 def publish(engine, state, recorder: Recorder, streams: st.KeyStreams, started: bool) -> None:
     """Write every model's live value (chain 0, ensemble member 0), ``posterior_samples``
     and ``posterior_diagnostics`` (``None`` for families without diagnostics)."""
-    program, blocks = engine.program, engine.blocks
-    positions = engine.positions(state)
+    params = live_params(engine, state)
+    for m in engine.program.models:
+        _set_module(m, params[model_key(m)], engine.program)
+    for m, (samples, diag) in posterior_of(engine, state, recorder, streams, started).items():
+        m.posterior_samples = samples
+        m.posterior_diagnostics = diag
+
+
+def live_params(engine, state) -> dict:
+    """Every model's current value: chain 0, ensemble member 0."""
     view = [
         jax.tree.map(lambda a: a[0], p) if ax == 0 else p
-        for p, ax in zip(positions, engine.pop_axes)
+        for p, ax in zip(engine.positions(state), engine.pop_axes)
     ]
-    params = engine.assemble(state.point, view)
-    for m in program.models:
-        _set_module(m, params[model_key(m)], program)
+    return engine.assemble(state.point, view)
+
+
+def posterior_of(engine, state, recorder: Recorder, streams: st.KeyStreams, started: bool):
+    """``{model: (posterior_samples, posterior_diagnostics)}`` of the models with draws."""
+    program, blocks = engine.program, engine.blocks
+    params = live_params(engine, state)
+    out = {}
     parts: dict[int, list] = {}
     diags: dict[int, dict | None] = {}
     for b, blk in enumerate(blocks):
@@ -194,8 +207,8 @@ def publish(engine, state, recorder: Recorder, streams: st.KeyStreams, started: 
         if not chain_axis:
             samples = jax.tree.map(lambda a: a[0], samples)
             diag = None if diag is None else {k: v[0] for k, v in diag.items()}
-        m.posterior_samples = samples
-        m.posterior_diagnostics = diag
+        out[m] = (samples, diag)
+    return out
 
 
 def summary(blocks: list[Block], recorder: Recorder) -> None:

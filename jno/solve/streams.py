@@ -22,7 +22,8 @@ stream         consumers
 ``restart``    attempt ``r`` at a new start of block ``b``: ``fold_in(fold_in(restart, b), r)``
 ``resample``   new collocation points at step ``i`` (adaptive resampling): ``fold_in(resample, i)``
 ``balance``    loss balancers' random draws at step ``i``: ``fold_in(balance, i)``
-``dataset``    dataset ``d`` of a batched solve: ``fold_in(dataset, d)``
+``dataset``    dataset ``d`` of a batched solve: its own streams, split from
+               ``fold_in(dataset, d)`` as a seed's are (:func:`dataset_streams`)
 ``simulate``   simulated parameters and data (calibration checks): ``fold_in(simulate, s)``
 =============  ===========================================================================
 """
@@ -118,6 +119,15 @@ def balance_key(streams: KeyStreams, index) -> jax.Array:
 def dataset_key(streams: KeyStreams, dataset: int) -> jax.Array:
     """The key of dataset ``dataset`` of a batched solve."""
     return jax.random.fold_in(streams.dataset, dataset)
+
+
+def dataset_streams(streams: KeyStreams, dataset) -> KeyStreams:
+    """The key streams of dataset ``dataset`` of a batched solve: ``dataset_key`` split into
+    the named streams as :func:`key_streams` splits a seed's key. ``dataset`` may be traced
+    (``jax.vmap`` over the dataset index). ``crux.condition(..., dataset=d)`` puts a single
+    solve on these streams, so it reproduces the ``d``-th inference of ``crux.solve_batch``."""
+    key = jax.random.fold_in(streams.dataset, dataset)
+    return KeyStreams(*jax.random.split(key, len(KeyStreams._fields)))
 
 
 def simulate_key(streams: KeyStreams, simulation: int) -> jax.Array:
