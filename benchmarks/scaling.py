@@ -40,7 +40,7 @@ ARGS.add_argument("--points", type=int, nargs="+", default=[1024, 8192], help="P
 ARGS.add_argument("--memory-chains", type=int, nargs="+", default=[4, 16, 64])
 ARGS.add_argument("--keep", type=int, default=200, help="timed draws per chain")
 ARGS.add_argument("--data", type=int, default=1000, help="data points of the NUTS model")
-ARGS.add_argument("--steps", type=int, default=100, help="timed PINN steps")
+ARGS.add_argument("--steps", type=int, default=50, help="timed PINN steps")
 ARGS.add_argument("--repeats", type=int, default=2)
 ARGS.add_argument("--cpu", action="store_true", help="force the CPU backend")
 OPTS = ARGS.parse_args()
