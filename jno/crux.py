@@ -16,6 +16,7 @@ from .solve.balance import check_causal
 from .solve.draw_store import has_stored, is_sample_leaf
 from .solve.driver import Solver
 from .solve.history import History
+from .solve.layout import as_mesh, check_chain_method
 from .solve.streams import key_streams
 from .trace.model import Model, Parameter
 from .trace.node import Placeholder, as_node
@@ -31,14 +32,32 @@ class Crux:
         weights: a loss balancer (:mod:`jno.balance`: ``grad_norm()``, ``ntk_trace()``,
             ``relobralo()``) that reweights the constraints of the trained (optax) models
             during the solve; ``None``: the constraints as written.
+        mesh: where the solve runs (:mod:`jno.solve.layout`, docs/scale_out.md): a
+            ``jax.sharding.Mesh`` with axes ``"chains"`` (chains, ensemble members) and/or
+            ``"points"`` (collocation points), or their sizes ``{"chains": 2, "points": 2}``
+            over ``jax.devices()``. Default: every device on ``"chains"`` when the chains
+            divide evenly over them, else one device.
+        chain_method: ``"vectorized"`` (``vmap``), ``"sequential"`` (``lax.map``, memory
+            flat in the number of chains) or ``"parallel"`` (sharded over ``"chains"``);
+            default: ``"parallel"`` when the chains axis has several devices.
     """
 
-    def __init__(self, constraints: Sequence[Placeholder], *, seed: int = 0, weights=None):
+    def __init__(
+        self,
+        constraints: Sequence[Placeholder],
+        *,
+        seed: int = 0,
+        weights=None,
+        mesh=None,
+        chain_method: str | None = None,
+    ):
         if not isinstance(seed, int):
             raise TypeError(f"jno.core: seed must be an int, got {type(seed).__name__}")
+        check_chain_method(chain_method)
+        mesh = as_mesh(mesh)
         self.streams = key_streams(seed)
         self.program = Program(constraints, noise_key=self.streams.noise)
-        self.solver = Solver(self.program, self.streams, weights)
+        self.solver = Solver(self.program, self.streams, weights, mesh, chain_method)
         check_balancer(weights, self.program, self.solver.plan)
         check_causal(self.program, self.solver.plan)
         self.seed = seed
@@ -273,7 +292,10 @@ def _has_chain_axis(model) -> bool:
     return np.ndim(leaf) - np.ndim(base) == 2
 
 
-def core(constraints, *, seed: int = 0, weights=None) -> Crux:
+def core(
+    constraints, *, seed: int = 0, weights=None, mesh=None, chain_method: str | None = None
+) -> Crux:
     """Compile ``constraints`` into a :class:`Crux` (see DESIGN §5); ``weights``: a loss
-    balancer (:mod:`jno.balance`)."""
-    return Crux(constraints, seed=seed, weights=weights)
+    balancer (:mod:`jno.balance`); ``mesh`` and ``chain_method``: where and how the chains
+    and points run (:class:`Crux`, docs/scale_out.md)."""
+    return Crux(constraints, seed=seed, weights=weights, mesh=mesh, chain_method=chain_method)

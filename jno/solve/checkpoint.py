@@ -197,7 +197,8 @@ def _arrays(solver, names) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def save(path, solver, call: Call, batch_size, substeps) -> Path:
-    """Write ``solver``'s state, kept draws and history to ``path``, atomically."""
+    """Write ``solver``'s state, kept draws and history to ``path``, atomically; with several
+    processes every process calls it (the state is gathered) and process 0 writes."""
     path = Path(path)
     names = canonical_names(solver.program)
     arrays, layout = _arrays(solver, names)
@@ -210,7 +211,9 @@ def save(path, solver, call: Call, batch_size, substeps) -> Path:
         "fingerprint": fingerprint(solver, batch_size, substeps),
     }
     state = io.BytesIO()
-    paths, leaves, _ = named_leaves(jax.device_get(solver.state), names)
+    paths, leaves, _ = named_leaves(jax.device_get(solver.host_state()), names)
+    if jax.process_index() != 0:
+        return path  # one writer: process 0 (every process took part in the gather)
     np.savez(state, **{p: np.asarray(leaf) for p, leaf in zip(paths, leaves)})
     table = io.BytesIO()
     np.savez(table, **arrays)
@@ -282,9 +285,9 @@ def load(path, solver, batch_size, substeps) -> Restored:
             "solve arguments) that wrote it, or solve without resume_from."
         )
     names = canonical_names(solver.program)
-    paths, like, treedef = named_leaves(jax.device_get(solver.state), names)
+    paths, like, treedef = named_leaves(solver.state, names)  # shapes and dtypes only
     leaves = [
-        np.asarray(saved_state[p]).astype(np.asarray(ref).dtype).reshape(np.shape(ref))
+        np.asarray(saved_state[p]).astype(np.dtype(ref.dtype)).reshape(np.shape(ref))
         for p, ref in zip(paths, like)
     ]
     state = jax.tree.unflatten(treedef, leaves)

@@ -41,6 +41,7 @@ from .checkpoint import canonical_names
 from .draw_store import DrawStore
 from .engine import Engine
 from .history import History
+from .layout import Layout, resolve
 from .plan import SolvePlan, make_plan, resolve_substeps
 from .state import BlockState
 from .streams import KeyStreams, dataset_streams
@@ -129,7 +130,14 @@ class Solver:
     """Owns the solve state of one crux (the :class:`~jno.solve.state.SolveState`, the
     kept draws and the history) and runs the loop."""
 
-    def __init__(self, program: Program, streams: KeyStreams, balancer=None):
+    def __init__(
+        self,
+        program: Program,
+        streams: KeyStreams,
+        balancer=None,
+        mesh=None,
+        chain_method: str | None = None,
+    ):
         self.program = program
         self.base_streams = streams
         #: the key streams of the solve: the crux's, or a batched dataset's (``condition``)
@@ -139,6 +147,9 @@ class Solver:
         self.traces: Counter = Counter()
         self._initial: dict | None = None
         self.balancer = balancer
+        self.mesh = mesh
+        self.chain_method = chain_method
+        self.layout: Layout | None = None
         self.history = History(program.names)
         self.plan: SolvePlan = make_plan(program)
         self.recorder = results.Recorder(self.plan.blocks)
@@ -197,6 +208,7 @@ class Solver:
         old_plan, old_state = self.plan, self.state
         self.plan = make_plan(self.program)
         self.engine, self._signature, self._compiled = None, None, {}
+        self.layout = None
         self._configured = now
         if old_state is not None:
             self._carry_state(old_plan, old_state)
@@ -231,9 +243,10 @@ class Solver:
             }
             tuned = old_state.blocks[i_old].tuned  # a balancer's state
             blocks[i_new] = BlockState(type(blocks[i_new].kernel)(params, opt), tuned)
-        self.state = state._replace(
+        state = state._replace(
             blocks=tuple(blocks), step=old_state.step, grad_evals=old_state.grad_evals
         )
+        self.state = self._layout().place(state, self.plan)
         recorder = results.Recorder(self.plan.blocks)
         old_records = [i for i, b in enumerate(old_plan.blocks) if b.records]
         new_records = [i for i, b in enumerate(self.plan.blocks) if b.records]
@@ -251,7 +264,13 @@ class Solver:
         signature = (batch_size, None if substeps is None else id(substeps))
         if self.engine is None or signature != self._signature:
             self.engine = Engine(
-                self.program, self.plan, self.streams, batch_size, resolved, self.balancer
+                self.program,
+                self.plan,
+                self.streams,
+                batch_size,
+                resolved,
+                self.balancer,
+                self._layout(),
             )
             self._signature = signature
             self._compiled = {}
@@ -266,7 +285,19 @@ class Solver:
         state = self._keyed("init", "init_state")(self._initial, inputs)
         state = self.engine.apply_initializers(state)
         state = self.engine.ensure_finite_starts(state)
-        return shard_chains(state, self.plan)
+        return self._layout().place(state, self.plan)
+    def _layout(self) -> Layout:
+        """The chain method and mesh of this plan (resolved once per plan)."""
+        if self.layout is None:
+            self.layout = resolve(self.mesh, self.chain_method, self.plan.population)
+            if self.layout.mesh is not None or self.layout.method != "vectorized":
+                log.info("Layout: %s.", self.layout.describe())
+        return self.layout
+
+    def host_state(self):
+        """The solve state readable on this process (:meth:`Layout.gather`; a collective
+        when there are several processes: every process must call it)."""
+        return self._layout().gather(self.state)
 
     def _jit(self, name: str, fn, **static):
         if name not in self._compiled:
@@ -323,7 +354,7 @@ class Solver:
         new = replace(self.state.inputs, resolved)
         if warm_start:
             run = self._keyed("reinit", "reinit_sampling")
-            self.state = shard_chains(run(self.state._replace(inputs=new)), self.plan)
+            self.state = self._layout().place(run(self.state._replace(inputs=new)), self.plan)
         else:
             self.state = self._fresh_state(new)
             self.adapted = False
@@ -519,7 +550,7 @@ class Solver:
     def _restore(self, restored: ckpt.Restored, store) -> None:
         """Put a checkpoint's state, draws and history in place of the current ones; draws
         the run streamed are read from its store (``store`` if given, else the recorded one)."""
-        self.state = shard_chains(restored.state, self.plan)
+        self.state = self._layout().place(restored.state, self.plan)
         self.adapted = restored.adapted
         self.recorder = results.Recorder(self.plan.blocks)
         self.recorder.draws = restored.draws
@@ -741,36 +772,8 @@ class Solver:
         """Write the live values, ``posterior_samples`` and ``posterior_diagnostics``."""
         if self.state is None or self.engine is None:
             return
-        results.publish(self.engine, self.state, self.recorder, self.streams, self.step_index > 0)
-
-
-def shard_chains(state, plan: SolvePlan):
-    """Spread the population axis over all local devices when it divides evenly.
-
-    Block states (leading axis K or E) are sharded along a ``"chain"`` mesh axis; everything
-    else is replicated. ``jit`` then runs each device's chains where they live.
-    """
-    devices = jax.local_devices()
-    size = plan.population
-    if size < 2 or len(devices) < 2 or size % len(devices):
-        return state
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    mesh = Mesh(np.array(devices), ("chain",))
-    chained = NamedSharding(mesh, PartitionSpec("chain"))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    log.info("Sharding %d chains over %d devices.", size, len(devices))
-    blocks = tuple(
-        jax.device_put(bs, chained if blk.population else replicated)
-        for blk, bs in zip(plan.blocks, state.blocks)
-    )
-    return state._replace(
-        point=jax.device_put(state.point, replicated),
-        inputs=jax.device_put(state.inputs, replicated),
-        blocks=blocks,
-        step=jax.device_put(state.step, replicated),
-        grad_evals=jax.device_put(state.grad_evals, replicated),
-    )
+        state = self.host_state()
+        results.publish(self.engine, state, self.recorder, self.streams, self.step_index > 0)
 
 
 def _params_of_module(model):

@@ -35,6 +35,7 @@ from .balance import check_causal, residuals_of
 from .blocks import Block
 from .blocks.base import drop_masked, field_of, jitter_tree, take_masked
 from .blocks.ensemble import member_starts
+from .layout import Layout
 from .plan import SolvePlan, block_initializer
 from .state import BlockState, SolveState
 
@@ -42,26 +43,6 @@ log = logging.getLogger("jno")
 
 MAX_RESTARTS = 10  # new starts tried for a chain whose log-density is not finite
 RESTART_RADIUS = 2.0  # uniform(-r, r) around the start, as Stan and NumPyro do
-
-
-def vmap_population(fn, size: int, in_axes):
-    """``jax.vmap(fn, in_axes)``; with one element, a plain call on element 0 with a unit
-    axis added to every output (a vmapped NUTS while-loop compiles to a larger program)."""
-    if size > 1:
-        return jax.vmap(fn, in_axes=in_axes)
-
-    def take(ax, arg):
-        if ax is None:
-            return arg
-        if isinstance(ax, (list, tuple)):
-            return type(arg)(take(a, x) for a, x in zip(ax, arg))
-        return jax.tree.map(lambda a: a[0], arg)
-
-    def single(*args):
-        out = fn(*[take(ax, a) for ax, a in zip(in_axes, args)])
-        return jax.tree.map(lambda a: jnp.expand_dims(a, 0), out)
-
-    return single
 
 
 class Engine:
@@ -74,6 +55,7 @@ class Engine:
         batch_size: points per point set per step (``None``: all).
         substeps: the resolved substeps (:func:`~jno.solve.plan.resolve_substeps`) or ``None``.
         balancer: a loss balancer (:mod:`.balance`) reweighting the optax group's loss.
+        layout: the chain method and mesh (:mod:`.layout`); default: ``vmap`` on one device.
     """
 
     def __init__(
@@ -84,8 +66,10 @@ class Engine:
         batch_size: int | None = None,
         substeps=None,
         balancer=None,
+        layout: Layout | None = None,
     ):
         self.program = program
+        self.layout = Layout("vectorized", None) if layout is None else layout
         self.plan = plan
         self.streams = streams
         self.batch_size = batch_size
@@ -163,7 +147,8 @@ class Engine:
         def one(view):
             return self.program.losses(self.assemble(point, view), inputs)
 
-        return jnp.mean(jax.vmap(one, in_axes=(self.pop_axes,))(positions), axis=0)
+        pooled = self.layout.pool(one, self.P, (self.pop_axes,))
+        return jnp.mean(pooled(positions), axis=0)
 
     def pooled_objective(
         self, b: int, point: dict, positions: list, inputs, cmask=None, balance=None
@@ -238,7 +223,8 @@ class Engine:
                     return blk.init(key, view[b], obj, tuned_k)
 
                 keys = st.kernel_keys(self.streams, b, self.P)
-                kernel = vmap_population(one, self.P, (0, 0, self.pop_axes))(keys, tuned[b], starts)
+                mapped = self.layout.map(one, self.P, (0, 0, self.pop_axes), placed=False)
+                kernel = mapped(keys, tuned[b], starts)
             else:
                 obj = self.pooled_objective(b, state.point, starts, state.inputs)
                 kernel = blk.init(st.kernel_keys(self.streams, b, 1)[0], starts[b], obj, tuned[b])
@@ -409,11 +395,11 @@ class Engine:
                 return blk.adapt(key, bs, obj, n)
 
             keys = st.adapt_keys(self.streams, b, self.P)
-            blocks[b], used = vmap_population(one, self.P, (0, 0, self.pop_axes))(
-                keys, blocks[b], positions
-            )
+            mapped = self.layout.map(one, self.P, (0, 0, self.pop_axes))
+            blocks[b], used = mapped(keys, blocks[b], positions)
             grads = grads + jnp.sum(used)
-        return state._replace(blocks=tuple(blocks), step=state.step + longest, grad_evals=grads)
+        new = state._replace(blocks=tuple(blocks), step=state.step + longest, grad_evals=grads)
+        return self.layout.constrain(new, self.plan)
 
     # ------------------------------------------------------------------ one step
     def step_inputs(self, inputs: dict, index):
@@ -451,9 +437,8 @@ class Engine:
                         return moving.step(key, bs, self.objective(b, point, view, inputs, cm))
 
                     keys = st.step_keys(self.streams, index, b, self.P)
-                    blocks[b], info = vmap_population(one, self.P, (0, 0, self.pop_axes))(
-                        keys, blocks[b], positions
-                    )
+                    mapped = self.layout.map(one, self.P, (0, 0, self.pop_axes))
+                    blocks[b], info = mapped(keys, blocks[b], positions)
                 else:
                     key = st.step_keys(self.streams, index, b, 1)[0]
                     balance = None
@@ -542,11 +527,13 @@ class Engine:
                 out["losses"] = losses
             return new, out
 
-        return jax.lax.scan(body, state, None, length=length)
+        state, records = jax.lax.scan(body, state, None, length=length)
+        return self.layout.constrain(state, self.plan), self.layout.replicate(records)
 
     def state_losses(self, state: SolveState) -> jax.Array:
         """Population-averaged per-constraint losses at ``state`` on all points."""
-        return self.pooled_losses(state.point, self.positions(state), state.inputs)
+        losses = self.pooled_losses(state.point, self.positions(state), state.inputs)
+        return self.layout.replicate(losses)
 
 
 def _uniform_around(key, tree):
