@@ -7,6 +7,7 @@ optax model do not.
 """
 
 import logging
+import warnings
 
 import blackjax
 import equinox as eqx
@@ -50,7 +51,9 @@ def test_guide_log_lines_of_a_pure_nuts_solve(jno_logs):
     for part in ("warmup=50", "keep=40", "chains=2", "is_divergent", "acceptance_rate"):
         assert part in created[0], (part, created[0])
     jno_logs.clear()
-    crux.solve(print_rate=20)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        crux.solve(print_rate=20)
     info = _messages(jno_logs, logging.INFO)
     # 2. the fastpath line: 40 samples, thin=1, chunked at the print rate
     fast = [m for m in info if "MCMC fastpath" in m]
@@ -60,6 +63,16 @@ def test_guide_log_lines_of_a_pure_nuts_solve(jno_logs):
     summary = [m for m in info if "divergent (" in m]
     assert len(summary) == 1, info
     assert "/80 divergent" in summary[0] and "mean_accept=" in summary[0], summary[0]
+    # the divergence count of the line is the diagnostics', and a warnings.warn follows
+    # exactly when it exceeds the guide's 1 % of K·keep
+    d = a.posterior_diagnostics
+    div = np.asarray(d["is_divergent"], bool)
+    if "nonfinite" in d:
+        div = div | np.asarray(d["nonfinite"], bool)
+    n_div = int(np.sum(div))
+    assert f"{n_div}/80 divergent" in summary[0], summary[0]
+    warned = [w for w in caught if "divergent or non-finite" in str(w.message)]
+    assert len(warned) == (1 if n_div > 0.8 else 0), (n_div, [str(w.message) for w in caught])
 
 
 def test_vi_model_logs_its_line(jno_logs):
