@@ -214,6 +214,29 @@ def test_optimizer_set_after_a_solve_is_used_by_the_next():
     assert len(crux.history) == 300
 
 
+def test_freeze_after_core_and_after_a_solve_is_honoured():
+    """``.freeze()`` between ``jno.core`` and the first solve holds the model from the start;
+    after a solve it holds it from then on. With k held, the other model's least-squares
+    fit of c·x to 2x - k·x is c = 2 - k (the first constraint pulls a trained k to 1)."""
+    dom = jno.domain(constructor=jno.domain.line(mesh_size=0.1))
+    x, _ = dom.variable("interior")
+    k = jno.np.parameter((1,), name="k", init=0.5)
+    c = jno.np.parameter((1,), name="c", init=0.0).optimizer(optax.sgd(0.5))
+    crux = jno.core([(k * x - x).mse, (k * x + c * x - 2.0 * x).mse])
+    k.freeze()
+    crux.solve(300)
+    np.testing.assert_array_equal(np.asarray(k.module), [0.5])
+    np.testing.assert_allclose(np.asarray(c.module), [1.5], atol=1e-3)
+    k.optimizer(optax.adam(1e-2))
+    crux.solve(50)
+    moved = np.asarray(k.module).copy()
+    assert abs(float(moved[0]) - 0.5) > 1e-3
+    k.freeze()
+    crux.solve(300)
+    np.testing.assert_array_equal(np.asarray(k.module), moved)
+    np.testing.assert_allclose(np.asarray(c.module), 2.0 - moved, atol=1e-3)
+
+
 def test_lbfgs_after_adam_solves_a_least_squares_problem_exactly():
     """Adam then ``optax.lbfgs()`` (its zoom line search gets value, grad and value_fn): the
     least-squares fit of a cubic to sin(πx) reaches the normal-equation solution."""
