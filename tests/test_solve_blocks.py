@@ -12,7 +12,7 @@ import pytest
 import jno
 from jno.solve import streams as st
 
-from stats import assert_gaussian_within
+from stats import assert_gaussian_within, assert_mean_within
 
 SIGMA = 0.1
 
@@ -270,9 +270,17 @@ def test_configuration_before_the_first_solve_is_honoured():
     dom, x, target = _linear_problem()
     a = jno.np.parameter((1,), name="a")
     crux = jno.core([(a * jno.np.sin(jno.np.pi * x) - target).gaussian(std=SIGMA)])
-    a.bayesian(blackjax.nuts, warmup=100, keep=50, num_chains=2)
+    a.bayesian(blackjax.nuts, warmup=100, keep=150, num_chains=2)
     crux.solve()
-    assert np.asarray(a.posterior_samples).shape == (2, 50, 1)
+    draws = np.asarray(a.posterior_samples)
+    assert draws.shape == (2, 150, 1)
+    # the draws are the posterior of a·sin(πx) (N(0, 10²) prior): mean at 4 MCSE, and the
+    # tolerance below half a posterior sd
+    xs = dom.points("interior")[:, 0].astype(np.float64)
+    data = np.asarray(crux.eval([target])[0], np.float64)[:, 0]
+    phi = np.sin(np.pi * xs)
+    prec = phi @ phi / SIGMA**2 + 1 / 100.0
+    assert_mean_within(draws[..., 0], phi @ data / SIGMA**2 / prec, sd=1 / np.sqrt(prec))
 
 
 def test_sg_and_vi_models_report_no_diagnostics():
