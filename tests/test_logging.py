@@ -7,10 +7,12 @@ optax model do not.
 """
 
 import logging
+import warnings
 
 import blackjax
 import equinox as eqx
 import jax
+import numpy as np
 import optax
 import pytest
 
@@ -49,7 +51,9 @@ def test_guide_log_lines_of_a_pure_nuts_solve(jno_logs):
     for part in ("warmup=50", "keep=40", "chains=2", "is_divergent", "acceptance_rate"):
         assert part in created[0], (part, created[0])
     jno_logs.clear()
-    crux.solve(print_rate=20)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        crux.solve(print_rate=20)
     info = _messages(jno_logs, logging.INFO)
     # 2. the fastpath line: 40 samples, thin=1, chunked at the print rate
     fast = [m for m in info if "MCMC fastpath" in m]
@@ -59,6 +63,16 @@ def test_guide_log_lines_of_a_pure_nuts_solve(jno_logs):
     summary = [m for m in info if "divergent (" in m]
     assert len(summary) == 1, info
     assert "/80 divergent" in summary[0] and "mean_accept=" in summary[0], summary[0]
+    # the divergence count of the line is the diagnostics', and a warnings.warn follows
+    # exactly when it exceeds the guide's 1 % of K·keep
+    d = a.posterior_diagnostics
+    div = np.asarray(d["is_divergent"], bool)
+    if "nonfinite" in d:
+        div = div | np.asarray(d["nonfinite"], bool)
+    n_div = int(np.sum(div))
+    assert f"{n_div}/80 divergent" in summary[0], summary[0]
+    warned = [w for w in caught if "divergent or non-finite" in str(w.message)]
+    assert len(warned) == (1 if n_div > 0.8 else 0), (n_div, [str(w.message) for w in caught])
 
 
 def test_vi_model_logs_its_line(jno_logs):
@@ -113,3 +127,43 @@ def test_pattern_b_line_only_with_several_chains(jno_logs, chains):
     assert len(lines) == (1 if chains > 1 else 0), _messages(jno_logs)
     if lines:
         assert "K>1" in lines[0] and "average" in lines[0]
+
+
+NUTS = {"adapt": False, "step_size": 1e-2}  # 10 warm-up steps are too few to adapt
+
+
+def _configure(case, a, b):
+    if case == "sgld":
+        a.bayesian(blackjax.sgld, step_size=1e-5, warmup=10, keep=10)
+        b.bayesian(blackjax.sgld, step_size=1e-5, warmup=10, keep=10)
+    elif case == "two_nuts_same_schedule":
+        a.bayesian(blackjax.nuts, warmup=10, keep=10, **NUTS)
+        b.bayesian(blackjax.nuts, warmup=10, keep=10, **NUTS)
+    elif case == "two_nuts_different_keep":
+        a.bayesian(blackjax.nuts, warmup=10, keep=10, **NUTS)
+        b.bayesian(blackjax.nuts, warmup=10, keep=12, **NUTS)
+    else:  # "vi"
+        a.vi(blackjax.meanfield_vi, optimizer=optax.adam(1e-2), num_samples=2, posterior_draws=5)
+        b.vi(blackjax.meanfield_vi, optimizer=optax.adam(1e-2), num_samples=2, posterior_draws=5)
+
+
+@pytest.mark.parametrize(
+    ("case", "fast"),
+    [("sgld", True), ("two_nuts_same_schedule", True), ("two_nuts_different_keep", False),
+     ("vi", False)],
+)
+def test_which_solves_take_the_fastpath(jno_logs, case, fast):
+    """The fastpath runs only MCMC blocks sharing one (warmup, keep, thin) schedule
+    (``Solver.fastpath``): SG-MCMC counts as MCMC; VI, or two schedules, take the general
+    loop. The solve's draws are there either way."""
+    _, x, target = _data()
+    a = jno.np.parameter((1,), name="a")
+    b = jno.np.parameter((1,), name="b")
+    _configure(case, a, b)
+    crux = jno.core([(a * jno.np.sin(jno.np.pi * x) + b - target).gaussian(std=0.1)])
+    crux.solve(None if case != "vi" else 20)
+    lines = [m for m in _messages(jno_logs, logging.INFO) if "MCMC fastpath" in m]
+    assert len(lines) == (1 if fast else 0), _messages(jno_logs)
+    assert crux.solver.fastpath(None) is fast
+    keep_b = {"vi": 5, "two_nuts_different_keep": 12}.get(case, 10)
+    assert np.shape(b.posterior_samples)[-2] == keep_b

@@ -12,7 +12,7 @@ import pytest
 import jno
 from jno.solve import streams as st
 
-from stats import assert_gaussian_within
+from stats import assert_gaussian_within, assert_mean_within
 
 SIGMA = 0.1
 
@@ -214,6 +214,29 @@ def test_optimizer_set_after_a_solve_is_used_by_the_next():
     assert len(crux.history) == 300
 
 
+def test_freeze_after_core_and_after_a_solve_is_honoured():
+    """``.freeze()`` between ``jno.core`` and the first solve holds the model from the start;
+    after a solve it holds it from then on. With k held, the other model's least-squares
+    fit of c·x to 2x - k·x is c = 2 - k (the first constraint pulls a trained k to 1)."""
+    dom = jno.domain(constructor=jno.domain.line(mesh_size=0.1))
+    x, _ = dom.variable("interior")
+    k = jno.np.parameter((1,), name="k", init=0.5)
+    c = jno.np.parameter((1,), name="c", init=0.0).optimizer(optax.sgd(0.5))
+    crux = jno.core([(k * x - x).mse, (k * x + c * x - 2.0 * x).mse])
+    k.freeze()
+    crux.solve(300)
+    np.testing.assert_array_equal(np.asarray(k.module), [0.5])
+    np.testing.assert_allclose(np.asarray(c.module), [1.5], atol=1e-3)
+    k.optimizer(optax.adam(1e-2))
+    crux.solve(50)
+    moved = np.asarray(k.module).copy()
+    assert abs(float(moved[0]) - 0.5) > 1e-3
+    k.freeze()
+    crux.solve(300)
+    np.testing.assert_array_equal(np.asarray(k.module), moved)
+    np.testing.assert_allclose(np.asarray(c.module), 2.0 - moved, atol=1e-3)
+
+
 def test_lbfgs_after_adam_solves_a_least_squares_problem_exactly():
     """Adam then ``optax.lbfgs()`` (its zoom line search gets value, grad and value_fn): the
     least-squares fit of a cubic to sin(πx) reaches the normal-equation solution."""
@@ -247,9 +270,17 @@ def test_configuration_before_the_first_solve_is_honoured():
     dom, x, target = _linear_problem()
     a = jno.np.parameter((1,), name="a")
     crux = jno.core([(a * jno.np.sin(jno.np.pi * x) - target).gaussian(std=SIGMA)])
-    a.bayesian(blackjax.nuts, warmup=100, keep=50, num_chains=2)
+    a.bayesian(blackjax.nuts, warmup=100, keep=150, num_chains=2)
     crux.solve()
-    assert np.asarray(a.posterior_samples).shape == (2, 50, 1)
+    draws = np.asarray(a.posterior_samples)
+    assert draws.shape == (2, 150, 1)
+    # the draws are the posterior of a·sin(πx) (N(0, 10²) prior): mean at 4 MCSE, and the
+    # tolerance below half a posterior sd
+    xs = dom.points("interior")[:, 0].astype(np.float64)
+    data = np.asarray(crux.eval([target])[0], np.float64)[:, 0]
+    phi = np.sin(np.pi * xs)
+    prec = phi @ phi / SIGMA**2 + 1 / 100.0
+    assert_mean_within(draws[..., 0], phi @ data / SIGMA**2 / prec, sd=1 / np.sqrt(prec))
 
 
 def test_sg_and_vi_models_report_no_diagnostics():
