@@ -221,9 +221,10 @@ def burgers(quick: bool, rows: list) -> None:
         "(published -152.00516)",
         flush=True,
     )
-    cfg = dict(nx=48, nt=25, width=20, depth=4, lr=1e-3, adam=1000, lbfgs=500, every=250, chunk=250)
+    cfg = dict(nx=48, nt=25, width=20, depth=4, lr=1e-3, adam=1000, lbfgs=250, every=250, chunk=125)
     if not quick:
-        cfg.update(nx=128, nt=65, width=32, depth=6, adam=8000, lbfgs=4000, every=1000, chunk=500)
+        # about 5 min a run on 2 cores (estimated from the quick per-step times; 3 runs)
+        cfg.update(nx=64, nt=33, width=32, depth=4, adam=5000, lbfgs=1500, every=500, chunk=250)
     steps = f"{cfg['adam']}+{cfg['lbfgs']}"
     net = f"{cfg['depth']}x{cfg['width']} tanh, {cfg['nx']}x{cfg['nt']} grid"
     hand = burgers_hand(cfg)
