@@ -342,6 +342,17 @@ def test_predictive_coverage_of_the_exact_posterior_of_a_sin_plus_b_cos():
         cal._Predictive(crux, sim, {"noisy": u + eps})
     with pytest.raises(TypeError, match="predictive must be a dict"):
         cal._Predictive(crux, sim, [u])
+    # data the simulations replace are not what the crux holds: refused
+    dom = jno.domain(constructor=jno.domain.line(mesh_size=0.1))
+    xd, _ = dom.variable("interior")
+    y = dom.variable("y", np.zeros((xd.pointset.size, 1)))
+    c = jno.np.parameter((1,), name="c", init=0.0)
+    c.bayesian(blackjax.nuts, warmup=10, keep=10, prior=jno.bayesian.priors.gaussian(1.0))
+    crux_y = jno.core([(c * xd - y).gaussian(std=0.1)])
+    sim_y = Simulator(crux_y, {y: c * xd + jno.noise.gaussian(std=0.1)})
+    with pytest.raises(ValueError, match="reads data that the simulations replace"):
+        cal._Predictive(crux_y, sim_y, {"r": c * xd - y})
+    cal._Predictive(crux_y, sim_y, {"cx": c * xd})
 
 
 def test_sbc_predictive_uses_the_draws_of_each_simulation():

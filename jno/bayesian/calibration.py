@@ -272,9 +272,10 @@ def sbc(
             the memory of the ``(batch, K, N, ...)`` draws.
         group: datasets vectorised together in ``crux.solve_batch`` (``None``: all; ``1``:
             one after another, often faster on a CPU).
-        predictive: ``{name: expression}`` of the crux's models (no noise leaves), evaluated
-            at the crux's points and data: the coverage of each expression's central
-            posterior intervals by its value at ``θ_s`` (``SBCResult.predictive``).
+        predictive: ``{name: expression}`` of the crux's models and coordinates (no noise
+            leaves, no simulated data), evaluated at the crux's points: the coverage of each
+            expression's central posterior intervals by its value at ``θ_s``
+            (``SBCResult.predictive``).
 
     Returns:
         An :class:`SBCResult`.
@@ -370,6 +371,15 @@ class _Predictive:
                 "expressions of the models only (the noise-free quantity whose posterior "
                 "band is checked)"
             )
+
+        simulated = {id(as_node(t)) for t in sim.targets if not isinstance(t, str)}
+        for name, e in zip(self.names, exprs):
+            if any(id(n) in simulated for n in e.walk()):
+                raise ValueError(
+                    f"{WHERE}: predictive[{name!r}] reads data that the simulations replace; "
+                    "it is evaluated with the crux's own data, so give an expression of the "
+                    "models and coordinates only"
+                )
 
         def one(theta):
             return [jnp.ravel(v) for v in run(sim.params(theta))]
