@@ -293,3 +293,85 @@ def test_sbc_with_simulate_expressions_for_attached_data():
     np.testing.assert_allclose(res.theta, th, rtol=1e-6)
     assert np.all(res.p_values > 0.01), res
     _check_sbc(res, calibrated=True)
+
+
+def _exact_posterior_draws(phi, theta, rng, draws, std=0.1, prior_sd=2.0, shrink=1.0):
+    """Data ``y_s = φ θ_s + N(0, std²)`` and ``draws`` of the exact posterior of ``(a, b)``
+    under the prior ``N(0, prior_sd² I)`` (its sd scaled by ``shrink``): ``(S, N, 2)``."""
+    y = theta @ phi.T + std * rng.normal(size=(theta.shape[0], phi.shape[0]))
+    prec = phi.T @ phi / std**2 + np.eye(2) / prior_sd**2
+    cov = np.linalg.inv(prec)
+    mean = (y @ phi / std**2) @ cov
+    z = rng.normal(size=(theta.shape[0], draws, 2)) @ np.linalg.cholesky(cov).T
+    return mean[:, None, :] + shrink * z
+
+
+def test_predictive_coverage_of_the_exact_posterior_of_a_sin_plus_b_cos():
+    """u(x) = a sin(πx) + b cos(πx) evaluated by the predictive code at θ_s and at exact
+    posterior draws: its values are φθ, its central intervals cover u(θ_s) with probability
+    q at every point, and 2Φ(z_q/2) - 1 when the posterior sd is halved."""
+    crux, a, b, x, _, phi = _guide(keep=10, warmup=10, mesh=0.05)
+    sim = Simulator(crux)
+    assert [m.model for m, _ in sim.members] == [a, b]
+    u = a * jno.np.sin(jno.np.pi * x) + b * jno.np.cos(jno.np.pi * x)
+    pred = cal._Predictive(crux, sim, {"u": u})
+    rng = np.random.default_rng(5)
+    num, draws = 1000, 400
+    theta = 2.0 * rng.normal(size=(num, 2))
+    exact = _exact_posterior_draws(phi, theta, rng, draws)
+    split = lambda t: [t[..., :1].astype(np.float32), t[..., 1:].astype(np.float32)]  # noqa: E731
+    (truth,) = pred.values(split(theta))
+    (values,) = pred.draws(split(exact))
+    np.testing.assert_allclose(truth, theta @ phi.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(values[:3], exact[:3] @ phi.T, rtol=1e-5, atol=1e-5)
+    for shrink in (1.0, 0.5):
+        post = (
+            exact if shrink == 1.0 else _exact_posterior_draws(phi, theta, rng, draws, shrink=0.5)
+        )
+        (values,) = pred.draws(split(post))
+        for q, c in cal.coverage_of(truth, values).items():
+            zq = stats.norm.ppf((1 + q) / 2)
+            want = q if shrink == 1.0 else 2 * stats.norm.cdf(zq / 2) - 1
+            se = math.sqrt(want * (1 - want) / num)
+            # every point is a binomial fraction of num simulations; 5 sd (quantiles of 400
+            # draws add a little spread); their mean has at most the same sd
+            assert c.shape == (phi.shape[0],) and np.all(np.abs(c - want) < 5 * se), (q, c)
+            assert abs(c.mean() - want) < 4 * se, (q, c.mean(), want)
+    eps = jno.noise.gaussian(std=0.1)
+    with pytest.raises(ValueError, match="read jno.noise leaves"):
+        cal._Predictive(crux, sim, {"noisy": u + eps})
+    with pytest.raises(TypeError, match="predictive must be a dict"):
+        cal._Predictive(crux, sim, [u])
+    # data the simulations replace are not what the crux holds: refused
+    dom = jno.domain(constructor=jno.domain.line(mesh_size=0.1))
+    xd, _ = dom.variable("interior")
+    y = dom.variable("y", np.zeros((xd.pointset.size, 1)))
+    c = jno.np.parameter((1,), name="c", init=0.0)
+    c.bayesian(blackjax.nuts, warmup=10, keep=10, prior=jno.bayesian.priors.gaussian(1.0))
+    crux_y = jno.core([(c * xd - y).gaussian(std=0.1)])
+    sim_y = Simulator(crux_y, {y: c * xd + jno.noise.gaussian(std=0.1)})
+    with pytest.raises(ValueError, match="reads data that the simulations replace"):
+        cal._Predictive(crux_y, sim_y, {"r": c * xd - y})
+    cal._Predictive(crux_y, sim_y, {"cx": c * xd})
+
+
+def test_sbc_predictive_uses_the_draws_of_each_simulation():
+    """A predictive expression equal to a parameter has that parameter's coverage exactly;
+    the pooled table names every expression."""
+    crux, a, b, x, _, phi = _guide(warmup=100, keep=150, mesh=0.1)
+    u = a * jno.np.sin(jno.np.pi * x) + b * jno.np.cos(jno.np.pi * x)
+    res = jno.bayesian.sbc(
+        crux,
+        num_simulations=12,
+        seed=3,
+        group=1,
+        max_rank=49,
+        bins=10,
+        predictive={"a": a * 1.0, "b": b + 0.0, "u": u},
+    )
+    for q in res.coverage:
+        assert res.predictive["a"][q].tolist() == [res.coverage[q][0]]
+        assert res.predictive["b"][q].tolist() == [res.coverage[q][1]]
+        assert res.predictive["u"][q].shape == (phi.shape[0],)
+    table = res.predictive_table()
+    assert all(n in table for n in ("a", "b", "u")) and "95%" in table

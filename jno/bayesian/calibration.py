@@ -23,6 +23,14 @@ Uniformity tests on the ranks of each parameter:
 Coverage: the fraction of simulations whose ``θ_s`` lies in the central ``q`` credible
 interval (the ``(1-q)/2`` and ``(1+q)/2`` quantiles of all kept draws), with binomial
 standard error :math:`\sqrt{q(1-q)/S}` under calibration.
+
+Predictive coverage (``predictive={name: expression}``): the same for the values
+:math:`f_j(θ)` of an expression at its points ``j = 1..M``: the fraction of simulations whose
+true value :math:`f_j(θ_s)` lies in the central ``q`` interval of :math:`f_j(θ^{(\ell)})` over
+all kept draws. Under calibration :math:`f(θ_s)` is a draw of the posterior of :math:`f(θ)`,
+so every point's coverage is :math:`q` with standard error :math:`\sqrt{q(1-q)/S}`; the mean
+over points has at most that standard error (its ``M`` indicators per simulation are
+correlated, not independent).
 """
 
 from __future__ import annotations
@@ -166,6 +174,8 @@ class SBCResult:
         band: the :class:`ECDFBand` of ``S`` ranks.
         ecdf_p_values: ``(P,)`` the ECDF test's p-values.
         coverage: ``{q: (P,)}`` empirical coverage of central ``q`` credible intervals.
+        predictive: ``{name: {q: (M,)}}`` per point of each ``predictive`` expression, the
+            fraction of simulations whose true value lies in its central ``q`` interval.
     """
 
     names: list
@@ -178,6 +188,7 @@ class SBCResult:
     band: ECDFBand
     ecdf_p_values: np.ndarray
     coverage: dict
+    predictive: dict = field(default_factory=dict)
 
     @property
     def num_simulations(self) -> int:
@@ -208,6 +219,20 @@ class SBCResult:
         ]
         return "\n".join([head, *rows])
 
+    def predictive_table(self) -> str:
+        """A text table: per ``predictive`` expression and credible level, the coverage
+        pooled over its points and, in brackets, the lowest and highest point's coverage."""
+        s = self.num_simulations
+        levels = sorted({q for cov in self.predictive.values() for q in cov})
+        head = "expression".ljust(14) + "".join(
+            f"{int(round(100 * q))}% (±{math.sqrt(q * (1 - q) / s):.3f})".rjust(24) for q in levels
+        )
+        rows = []
+        for name, cov in self.predictive.items():
+            cells = [f"{c.mean():.3f} [{c.min():.2f}, {c.max():.2f}]" for c in map(cov.get, levels)]
+            rows.append(str(name).ljust(14) + "".join(c.rjust(24) for c in cells))
+        return "\n".join([head, *rows])
+
     def __repr__(self) -> str:
         parts = ", ".join(f"{n}: p={p:.3g}" for n, p in zip(self.names, self.p_values))
         return f"SBCResult({self.num_simulations} simulations, L={self.max_rank}; {parts})"
@@ -226,6 +251,7 @@ def sbc(
     band_level: float = 0.95,
     batch: int | None = None,
     group: int | None = None,
+    predictive: dict | None = None,
 ) -> SBCResult:
     """Simulation-based calibration of ``crux``'s Bayesian models.
 
@@ -246,6 +272,10 @@ def sbc(
             the memory of the ``(batch, K, N, ...)`` draws.
         group: datasets vectorised together in ``crux.solve_batch`` (``None``: all; ``1``:
             one after another, often faster on a CPU).
+        predictive: ``{name: expression}`` of the crux's models and coordinates (no noise
+            leaves, no simulated data), evaluated at the crux's points: the coverage of each
+            expression's central posterior intervals by its value at ``θ_s``
+            (``SBCResult.predictive``).
 
     Returns:
         An :class:`SBCResult`.
@@ -265,16 +295,20 @@ def sbc(
     sim = Simulator(crux, simulate)
     theta, arrays = sim.batch(num_simulations, seed)
     sim.check_affine(theta)
+    pred = _Predictive(crux, sim, predictive) if predictive else None
+    pred_truths, pred_draws = [], []
     truths, posts, names = [], [], None
     chain_axis = crux.solver.plan.chain_axis
     for start in range(0, num_simulations, batch):
         stop = min(start + batch, num_simulations)
         data = {t: np.asarray(a)[start:stop] for t, a in zip(sim.targets, arrays)}
         out = crux.solve_batch(data, first=start, group=group)
-        flat_t, flat_d, labels = [], [], []
+        flat_t, flat_d, labels, ts, ds = [], [], [], [], []
         for i, (mem, _) in enumerate(sim.members):
             t_i = jax.tree.map(lambda a: np.asarray(a)[start:stop], theta[i])
             d_i = _member_draws(out[mem.model], mem, chain_axis)
+            ts.append(t_i)
+            ds.append(jax.tree.unflatten(jax.tree.structure(t_i), jax.tree.leaves(d_i)))
             for (path, t), d in zip(jax.tree_util.tree_leaves_with_path(t_i), jax.tree.leaves(d_i)):
                 n_sim = t.shape[0]
                 flat_t.append(t.reshape(n_sim, -1))
@@ -284,6 +318,9 @@ def sbc(
         names = labels
         truths.append(np.concatenate(flat_t, axis=1))
         posts.append(np.concatenate(flat_d, axis=2))
+        if pred is not None:
+            pred_truths.append(pred.values(ts))
+            pred_draws.append(pred.draws(ds))
     theta_all = np.concatenate(truths)
     draws_all = np.concatenate(posts)
     ranks = ranks_of(theta_all, draws_all, max_rank)
@@ -300,7 +337,63 @@ def sbc(
         band=band,
         ecdf_p_values=band.p_value(ranks, max_rank),
         coverage=coverage_of(theta_all, draws_all, levels),
+        predictive={}
+        if pred is None
+        else {
+            name: coverage_of(
+                np.concatenate([t[j] for t in pred_truths]),
+                np.concatenate([d[j] for d in pred_draws]),
+                levels,
+            )
+            for j, name in enumerate(pred.names)
+        },
     )
+
+
+class _Predictive:
+    """The values ``(M,)`` of the ``predictive`` expressions at full parameters built from
+    the sampled members' values (:meth:`Simulator.params`)."""
+
+    def __init__(self, crux, sim: Simulator, predictive):
+        if not isinstance(predictive, dict):
+            raise TypeError(
+                f"{WHERE}: predictive must be a dict {{name: expression}}, got "
+                f"{type(predictive).__name__}"
+            )
+        from ..trace.node import as_node
+
+        self.names = list(predictive)
+        exprs = [as_node(e) for e in predictive.values()]
+        run, plan = crux.solver.program.evaluator_for(exprs)
+        if any(plan.noise_on.values()):
+            raise ValueError(
+                f"{WHERE}: predictive expressions {self.names} read jno.noise leaves; give "
+                "expressions of the models only (the noise-free quantity whose posterior "
+                "band is checked)"
+            )
+
+        simulated = {id(as_node(t)) for t in sim.targets if not isinstance(t, str)}
+        for name, e in zip(self.names, exprs):
+            if any(id(n) in simulated for n in e.walk()):
+                raise ValueError(
+                    f"{WHERE}: predictive[{name!r}] reads data that the simulations replace; "
+                    "it is evaluated with the crux's own data, so give an expression of the "
+                    "models and coordinates only"
+                )
+
+        def one(theta):
+            return [jnp.ravel(v) for v in run(sim.params(theta))]
+
+        self._values = jax.jit(jax.vmap(one))
+        self._draws = jax.jit(lambda d: jax.lax.map(jax.vmap(one), d))
+
+    def values(self, theta: list) -> list:
+        """``[(S, M)]`` at ``theta``: per member a tree with a leading ``(S,)`` axis."""
+        return [np.asarray(v) for v in self._values(theta)]
+
+    def draws(self, draws: list) -> list:
+        """``[(S, N, M)]`` at the draws: per member a tree with leading ``(S, N)`` axes."""
+        return [np.asarray(v) for v in self._draws(draws)]
 
 
 def _member_draws(samples, mem, chain_axis: bool):
