@@ -255,6 +255,7 @@ def _pathfinder_or_plain(use_pathfinder: bool, warmup: int):
     )
 
 
+@pytest.mark.slow  # ~25 s: in CI's slow selection
 def test_pathfinder_then_window_adaptation_needs_fewer_gradients(record_property):
     """Measured (seed 0, this problem, jax 0.10.2, blackjax 1.7.1): pathfinder 35 + solver
     8 360 = 8 395 gradients with warmup=50 (R-hat 1.002, min ESS 1 507); window adaptation

@@ -275,6 +275,7 @@ def _check_exact_joint(net, xs, data, chains, keep):
     assert_corr_within(leaf(s, "b"), leaf(s, "c"), cov[1, 2] / np.sqrt(cov[1, 1] * cov[2, 2]))
 
 
+@pytest.mark.slow  # ~25 s: in CI's slow selection
 def test_pattern_d_adapted_gibbs_matches_exact_joint():
     """NUTS with window adaptation in both groups: each group adapts on its own leaves, then
     Gibbs over the groups samples the exact joint from the first kept draw."""
