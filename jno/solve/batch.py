@@ -27,12 +27,15 @@ where they live.
 
 from __future__ import annotations
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .blocks.base import field_of
 from .condition import replace, resolve
+from .layout import Layout
 from .plan import block_initializer
 from .results import Recorder, posterior_of
 from .streams import dataset_streams
@@ -133,7 +136,11 @@ def solve_batch(
     where = "crux.solve_batch"
     if group is not None and (not isinstance(group, int) or isinstance(group, bool) or group < 1):
         raise ValueError(f"{where}: group must be a positive int or None, got {group!r}")
-    engine = solver._engine(None, None)
+    # Each dataset runs the single-device program: the crux's chain layout (chains sharded
+    # over the local devices by default) does not nest inside the dataset vmap, and with
+    # ``mesh=`` the datasets are what is sharded.
+    engine = copy.copy(solver._engine(None, None))
+    engine.layout = Layout("vectorized", None)
     _check_plan(solver, where)
     resolved, count = resolve(solver.program, solver.program.inputs, datasets, where, True)
     if count == 0:
