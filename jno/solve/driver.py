@@ -286,6 +286,7 @@ class Solver:
         state = self.engine.apply_initializers(state)
         state = self.engine.ensure_finite_starts(state)
         return self._layout().place(state, self.plan)
+
     def _layout(self) -> Layout:
         """The chain method and mesh of this plan (resolved once per plan)."""
         if self.layout is None:
@@ -636,7 +637,7 @@ class Solver:
             if index % bound.resampler.every:
                 continue
             eps = self._jit(
-                f"resample:{bound.key}:{id(bound.resampler)}",
+                f"resample:{bound.key}",  # the residuals of a point set, whatever resampler
                 lambda s, c, b=bound: resample_mod.residual_magnitude(
                     b, self.program, engine.view(s), s.inputs, c
                 ),
