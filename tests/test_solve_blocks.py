@@ -254,6 +254,126 @@ def test_lbfgs_after_adam_solves_a_least_squares_problem_exactly():
     np.testing.assert_allclose(np.asarray(c.module), want, atol=2e-3)
 
 
+def _cubic_fit(resample_every=None):
+    dom = jno.domain(constructor=jno.domain.line(mesh_size=0.02))
+    x, _ = dom.variable("interior")
+    c = jno.np.parameter((4,), name="c", init=0.0)
+    fit = c[0] + c[1] * x + c[2] * x**2 + c[3] * x**3
+    crux = jno.core([(fit - jno.np.sin(jno.np.pi * x)).mse])
+    c.optimizer(optax.lbfgs())
+    resample = None if resample_every is None else jno.sampling.rad(x, every=resample_every)
+    return dom, c, crux, resample
+
+
+def test_lbfgs_steps_equal_optax_own_loop():
+    """``.optimizer(optax.lbfgs())``: the iterates equal optax's documented L-BFGS loop
+    (``optax.value_and_grad_from_state``) written by hand, and the history's loss is the loss
+    before each step."""
+    dom, c, crux, _ = _cubic_fit()
+    crux.solve(6)
+    xs = jnp.asarray(dom.points("interior")[:, 0])
+    phi = jnp.stack([xs**0, xs, xs**2, xs**3], axis=1)
+
+    def loss(p):
+        return jnp.mean((phi @ p - jnp.sin(jnp.pi * xs)) ** 2)
+
+    opt = optax.lbfgs()
+    p, state, values = jnp.zeros(4), opt.init(jnp.zeros(4)), []
+    value_and_grad = optax.value_and_grad_from_state(loss)
+    for _ in range(6):
+        value, grad = value_and_grad(p, state=state)
+        values.append(float(value))
+        upd, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=loss)
+        p = optax.apply_updates(p, upd)
+    np.testing.assert_allclose(np.asarray(c.module), np.asarray(p), rtol=1e-4, atol=1e-6)
+    (recorded,) = crux.history.losses.values()
+    np.testing.assert_allclose(np.asarray(recorded), values, rtol=1e-4)
+
+
+def test_lbfgs_reuses_the_line_search_gradient(monkeypatch):
+    """A static objective: each L-BFGS step takes its gradient from the last line search, so a
+    step differentiates one time fewer than a step that recomputes it (gradients counted by a
+    custom-VJP tap on the losses), to the same iterates."""
+    from jno.lower import program as program_mod
+    from jno.solve.blocks import optax_group
+
+    backward = [0]
+
+    @jax.custom_vjp
+    def tap(x):
+        return x
+
+    def tap_bwd(_, g):
+        jax.debug.callback(lambda: backward.__setitem__(0, backward[0] + 1))
+        return (g,)
+
+    tap.defvjp(lambda x: (x, None), tap_bwd)
+    losses = program_mod.Program.losses
+    monkeypatch.setattr(program_mod.Program, "losses", lambda *a, **k: tap(losses(*a, **k)))
+
+    def gradients(fresh: bool):
+        with monkeypatch.context() as m:
+            if fresh:
+                m.setattr(optax_group, "kept_line_search", lambda opt_state: None)
+            _, c, crux, _ = _cubic_fit()
+            crux.solve(2, print_rate=1)
+            backward[0] = 0
+            crux.solve(3, print_rate=1)  # chunks of one step: no masked steps past the stop
+            jax.effects_barrier()
+            return backward[0], np.asarray(c.module)
+
+    reused, p_reused = gradients(fresh=False)
+    fresh, p_fresh = gradients(fresh=True)
+    assert fresh - reused == 3, (fresh, reused)
+    np.testing.assert_allclose(p_reused, p_fresh, rtol=1e-4, atol=1e-6)
+
+
+def _lbfgs_by_hand(p, xs, steps, state=None):
+    """optax's documented L-BFGS loop on the cubic fit at points ``xs``."""
+    phi = jnp.stack([xs**0, xs, xs**2, xs**3], axis=1)
+
+    def loss(q):
+        return jnp.mean((phi @ q - jnp.sin(jnp.pi * xs)) ** 2)
+
+    opt = optax.lbfgs()
+    state = opt.init(p) if state is None else state
+    value_and_grad = optax.value_and_grad_from_state(loss)
+    for _ in range(steps):
+        value, grad = value_and_grad(p, state=state)
+        upd, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=loss)
+        p = optax.apply_updates(p, upd)
+    return p, state
+
+
+def test_lbfgs_restarts_when_the_points_move(monkeypatch):
+    """RAD moves the points under L-BFGS: each move starts L-BFGS afresh on the new points
+    (its curvature pairs and kept value describe the old objective). jno equals optax's loop
+    restarted at every move on the same points; a run that kept the old state ends elsewhere
+    (its first step after a move makes no progress)."""
+    from jno.solve.blocks.optax_group import OptaxBlock
+    from jno.solve.resample import ps_key
+
+    def run():
+        _, c, crux, rad = _cubic_fit(resample_every=3)
+        points = []
+        for _ in range(3):
+            ps = crux.solver.state.inputs if crux.solver.state is not None else None
+            points.append(None if ps is None else np.asarray(ps[ps_key(rad.pointset)]["coords"]))
+            crux.solve(3, resample=rad)
+        return np.asarray(c.module), points, rad
+
+    jno_final, points, rad = run()
+    points[0] = rad.pointset.coords
+    p = jnp.zeros(4)
+    for xs in points:  # restarted at every move
+        p, _ = _lbfgs_by_hand(p, jnp.asarray(xs[:, 0]), 3)
+    np.testing.assert_allclose(jno_final, np.asarray(p), rtol=1e-4, atol=1e-5)
+    with monkeypatch.context() as m:
+        m.setattr(OptaxBlock, "restart_line_search", lambda self, kernel: kernel)
+        kept, _, _ = run()
+    assert np.max(np.abs(kept - jno_final)) > 1e-3, (kept, jno_final)
+
+
 def test_bayesian_configuration_after_a_solve_is_an_error():
     dom, x, target = _linear_problem()
     a = jno.np.parameter((1,), name="a")

@@ -277,6 +277,8 @@ class Solver:
             if self.state is None:
                 self._initial = self.program.initial_params()
                 self.state = self._fresh_state(self.program.inputs)
+            else:  # a new plan or engine: its objective may differ from the last step's
+                self.state = self.engine.forget_line_search(self.state)
         return self.engine
 
     def _fresh_state(self, inputs: dict):
@@ -355,7 +357,9 @@ class Solver:
         new = replace(self.state.inputs, resolved)
         if warm_start:
             run = self._keyed("reinit", "reinit_sampling")
-            self.state = self._layout().place(run(self.state._replace(inputs=new)), self.plan)
+            state = run(self.state._replace(inputs=new))
+            state = self.engine.restart_line_search(state)
+            self.state = self._layout().place(state, self.plan)
         else:
             self.state = self._fresh_state(new)
             self.adapted = False
@@ -649,7 +653,8 @@ class Solver:
                 bound, key, self.state.inputs, cand, eps_pool, eps_now
             )
             if inputs is not None:
-                self.state = self.state._replace(inputs=inputs)
+                state = engine.restart_line_search(self.state._replace(inputs=inputs))
+                self.state = self._layout().place(state, self.plan)
             self.history.append_metric(
                 f"resample:{bound.resampler.label}", [index - 1], [float(np.mean(eps_pool))]
             )

@@ -104,6 +104,15 @@ class Engine:
         )
         for b in plan.sampling:
             b.refresh = refresh
+        # The objective is the same function at every step: L-BFGS may reuse its line search.
+        if plan.optax is not None:
+            plan.optax.static_objective = (
+                len(self.blocks) == 1
+                and balancer is None
+                and batch_size is None
+                and not program.redrawn
+                and not self.has_substeps
+            )
 
     def with_streams(self, streams: st.KeyStreams) -> Engine:
         """This engine drawing every key from ``streams`` (traced inside a compiled function,
@@ -230,6 +239,28 @@ class Engine:
                 kernel = blk.init(st.kernel_keys(self.streams, b, 1)[0], starts[b], obj, tuned[b])
             out.append(BlockState(kernel, tuned[b]))
         return state._replace(blocks=tuple(out))
+
+    def restart_line_search(self, state: SolveState) -> SolveState:
+        """``state`` with the optax group's L-BFGS-type optimizers started afresh
+        (:meth:`~jno.solve.blocks.optax_group.OptaxBlock.restart_line_search`): call it when
+        the points or data change between steps."""
+        return self._optax_kernel(state, "restart_line_search")
+
+    def forget_line_search(self, state: SolveState) -> SolveState:
+        """``state`` with the optax group's kept line-search values forgotten
+        (:meth:`~jno.solve.blocks.optax_group.OptaxBlock.forget_line_search`): call it when a
+        new plan or engine takes over a state."""
+        return self._optax_kernel(state, "forget_line_search")
+
+    def _optax_kernel(self, state: SolveState, method: str) -> SolveState:
+        opt = self.plan.optax
+        if opt is None:
+            return state
+        b = self.blocks.index(opt)
+        bs = state.blocks[b]
+        blocks = list(state.blocks)
+        blocks[b] = bs._replace(kernel=getattr(opt, method)(bs.kernel))
+        return state._replace(blocks=tuple(blocks))
 
     def reinit_sampling(self, state: SolveState) -> SolveState:
         """The kernel states of the MCMC blocks re-initialised at their positions on
