@@ -18,7 +18,7 @@
 
 Prints one table: problem, method, relative L2 error, wall time (compile included), steps, and
 the per-step time ratio jno / hand-written for Burgers. Runs in float64 (``jax_enable_x64``;
-``--float32`` for JAX's default): in float32 L-BFGS stops making progress on Burgers.
+``--float32`` for JAX's default).
 
     python benchmarks/pinn_problems.py --quick          # all three, a few minutes on 2 CPU cores
     python benchmarks/pinn_problems.py                  # the full budgets
@@ -341,9 +341,9 @@ def main():
     ap.add_argument("--burgers", action="store_true")
     ap.add_argument("--rad", action="store_true")
     ap.add_argument("--lbfgs", action="store_true")
-    ap.add_argument("--float32", action="store_true", help="JAX's default float (L-BFGS stalls)")
+    ap.add_argument("--float32", action="store_true", help="JAX's default float32")
     args = ap.parse_args()
-    # float64 before any array is made: L-BFGS's line search needs it at these loss levels
+    # float64 before any array is made (the measured recipe; see benchmarks/README.md)
     jax.config.update("jax_enable_x64", not args.float32)
     every = not (args.burgers or args.rad or args.lbfgs)
     rows: list = []

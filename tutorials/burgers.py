@@ -15,7 +15,7 @@
 # A shock-like front forms at $x = 0$ (its slope reaches $152$ at $t \approx 0.51$), which
 # uniformly spread collocation points resolve badly. The recipe:
 #
-# 1. float64 (`jax_enable_x64`): L-BFGS's line search needs it at the loss levels reached here;
+# 1. float64 (`jax_enable_x64`), in which the recipe was measured;
 # 2. the initial and boundary conditions built into the output,
 #    $u = -\sin(\pi x) + t (1 - x^2) N(x, t)$, so the residual is the only loss;
 # 3. Adam, then `.optimizer(optax.lbfgs())` and a second `crux.solve`;
