@@ -39,12 +39,13 @@ class OptaxState(NamedTuple):
 
 
 def kept_line_search(opt_state):
-    """The ``value`` that ``opt_state`` keeps from a line search (``optax.lbfgs()``), or
-    ``None`` (no line search, or several)."""
+    """The ``value`` that ``opt_state`` keeps from a line search (``optax.lbfgs()``: one
+    ``value`` and one ``grad`` field), or ``None`` (no line search, or several)."""
     try:
-        return optax.tree.get(opt_state, "value")
+        value, grad = optax.tree.get(opt_state, "value"), optax.tree.get(opt_state, "grad")
     except KeyError:
         return None
+    return None if grad is None else value
 
 
 class OptaxBlock(Block):
