@@ -265,26 +265,32 @@ def _cubic_fit(resample_every=None):
     return dom, c, crux, resample
 
 
+def _lbfgs_by_hand(p, xs, steps):
+    """optax's documented L-BFGS loop on the cubic fit at points ``xs`` from a fresh state:
+    ``(final p, the loss before each step)``."""
+    phi = jnp.stack([xs**0, xs, xs**2, xs**3], axis=1)
+
+    def loss(q):
+        return jnp.mean((phi @ q - jnp.sin(jnp.pi * xs)) ** 2)
+
+    opt = optax.lbfgs()
+    state, values = opt.init(p), []
+    value_and_grad = optax.value_and_grad_from_state(loss)
+    for _ in range(steps):
+        value, grad = value_and_grad(p, state=state)
+        values.append(float(value))
+        upd, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=loss)
+        p = optax.apply_updates(p, upd)
+    return p, values
+
+
 def test_lbfgs_steps_equal_optax_own_loop():
     """``.optimizer(optax.lbfgs())``: the iterates equal optax's documented L-BFGS loop
     (``optax.value_and_grad_from_state``) written by hand, and the history's loss is the loss
     before each step."""
     dom, c, crux, _ = _cubic_fit()
     crux.solve(6)
-    xs = jnp.asarray(dom.points("interior")[:, 0])
-    phi = jnp.stack([xs**0, xs, xs**2, xs**3], axis=1)
-
-    def loss(p):
-        return jnp.mean((phi @ p - jnp.sin(jnp.pi * xs)) ** 2)
-
-    opt = optax.lbfgs()
-    p, state, values = jnp.zeros(4), opt.init(jnp.zeros(4)), []
-    value_and_grad = optax.value_and_grad_from_state(loss)
-    for _ in range(6):
-        value, grad = value_and_grad(p, state=state)
-        values.append(float(value))
-        upd, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=loss)
-        p = optax.apply_updates(p, upd)
+    p, values = _lbfgs_by_hand(jnp.zeros(4), jnp.asarray(dom.points("interior")[:, 0]), 6)
     np.testing.assert_allclose(np.asarray(c.module), np.asarray(p), rtol=1e-4, atol=1e-6)
     (recorded,) = crux.history.losses.values()
     np.testing.assert_allclose(np.asarray(recorded), values, rtol=1e-4)
@@ -326,23 +332,6 @@ def test_lbfgs_reuses_the_line_search_gradient(monkeypatch):
     fresh, p_fresh = gradients(fresh=True)
     assert fresh - reused == 3, (fresh, reused)
     np.testing.assert_allclose(p_reused, p_fresh, rtol=1e-4, atol=1e-6)
-
-
-def _lbfgs_by_hand(p, xs, steps, state=None):
-    """optax's documented L-BFGS loop on the cubic fit at points ``xs``."""
-    phi = jnp.stack([xs**0, xs, xs**2, xs**3], axis=1)
-
-    def loss(q):
-        return jnp.mean((phi @ q - jnp.sin(jnp.pi * xs)) ** 2)
-
-    opt = optax.lbfgs()
-    state = opt.init(p) if state is None else state
-    value_and_grad = optax.value_and_grad_from_state(loss)
-    for _ in range(steps):
-        value, grad = value_and_grad(p, state=state)
-        upd, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=loss)
-        p = optax.apply_updates(p, upd)
-    return p, state
 
 
 def test_lbfgs_restarts_when_the_points_move(monkeypatch):
