@@ -266,7 +266,7 @@ def main():
 
     crux, target, dom, _ = jno_problem()
     xs = jnp.asarray(dom.points("interior")[:, 0])
-    data = np.asarray(crux.eval([target])[0][:, 0])
+    data = np.asarray(crux.eval([target])[:, 0])
     print(
         f"machine: {platform.machine()} {os.cpu_count()} CPUs, {platform.system()}; jax "
         f"{jax.__version__} ({jax.default_backend()}), blackjax {blackjax.__version__}; "

@@ -101,7 +101,7 @@ def chains_problem(k: int, d: int):
     crux = jno.core([r.gaussian(std=SIGMA)], seed=1, **layout)
     crux.solve(WARMUP + OPTS.keep, print_rate=OPTS.keep)  # adapt and compile
     pts = dom.points("interior")[:, 0]
-    y = np.asarray(crux.eval([target])[0]).reshape(-1)
+    y = np.asarray(crux.eval([target])).reshape(-1)
     return crux, theta, pts, y
 
 

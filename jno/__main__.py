@@ -62,7 +62,7 @@ def main(argv=None) -> dict:
     elapsed = time.perf_counter() - t0
 
     xs = dom.points("interior")[:, 0]
-    data = crux.eval([target])[0][:, 0]
+    data = crux.eval([target])[:, 0]
     mean, cov = exact_posterior(xs, data, sigma, prior_sigma=10.0)
     chains = {"A": a.posterior_samples[..., 0], "B": b.posterior_samples[..., 0]}
     divergent = int(np.sum(a.posterior_diagnostics["is_divergent"]))
@@ -89,7 +89,7 @@ def main(argv=None) -> dict:
             f"{name:3}{truth:7.3f}{c.mean():9.4f}{c.std():8.4f}{lo:9.4f}{hi:9.4f}"
             f"{mean[i]:12.4f}{np.sqrt(cov[i, i]):11.4f}{r:8.4f}{e:8.0f}"
         )
-    u = crux.eval([model])[0][..., 0]  # (K, N, n_points)
+    u = crux.eval([model])[..., 0]  # (K, N, n_points)
     band = np.quantile(u.reshape(-1, u.shape[-1]), [0.05, 0.5, 0.95], axis=0)
     path = _figure(args.out, xs, data, band, chains)
     print(f"\nfigure: {path}")

@@ -216,19 +216,21 @@ class Crux:
                 is none), ``"point"`` evaluates at the current value (last draw of chain 0).
 
         Returns:
-            A list of arrays (one per expression, or a single array if one expression was
-            passed alone). A point-wise expression gives ``(n_points, ...)``; with posterior
-            dependence the sample axes of ``posterior_samples`` lead: ``(K, N, n_points, ...)``
-            (or ``(N, n_points, ...)`` for a single chain without ``num_chains``).
+            One array for one expression (``crux.eval(e)`` or ``crux.eval([e])``, the guide's
+            table); a list of arrays in the same order for several. A point-wise expression
+            gives ``(n_points, ...)``; with posterior dependence the sample axes of
+            ``posterior_samples`` lead: ``(K, N, n_points, ...)`` (or ``(N, n_points, ...)``
+            for a single chain without ``num_chains``).
         """
         if samples not in ("auto", "chain", "point"):
             raise ValueError(
                 f"crux.eval: samples must be 'auto', 'chain' or 'point', got {samples!r}"
             )
-        single = not isinstance(exprs, (list, tuple))
-        items = [exprs] if single else list(exprs)
+        items = list(exprs) if isinstance(exprs, (list, tuple)) else [exprs]
+        if not items:
+            raise ValueError("crux.eval: give an expression or a non-empty list of them")
         out = [self._eval_one(e, samples) for e in items]
-        return out[0] if single else out
+        return out[0] if len(out) == 1 else out
 
     def _eval_one(self, expr, samples):
         if isinstance(expr, Network):

@@ -64,7 +64,7 @@ def nuts(first: bool = False, checkpoint=None, **layout):
     crux.solve(checkpoint=checkpoint)
     # the exact posterior of a (conjugate Gaussian): from the data jno drew
     s = np.sin(np.pi * dom.points("interior")[:, 0])
-    y = np.asarray(crux.eval([target])[0]).reshape(-1)
+    y = np.asarray(crux.eval([target])).reshape(-1)
     precision = s @ s / SIGMA**2 + 1.0 / PRIOR_SD**2
     return {
         "draws": np.asarray(a.posterior_samples)[..., 0].tolist(),

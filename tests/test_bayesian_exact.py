@@ -47,7 +47,7 @@ def fit(kernel, likelihood, chains=4, warmup=500, keep=1000, scale=1.0, **kw):
     r = a * jno.np.sin(jno.np.pi * x) + b * jno.np.cos(jno.np.pi * x) - target
     crux = jno.core([r.gaussian(std=SIGMA) if likelihood == "gaussian" else r.mse], seed=1)
     crux.solve()
-    data = crux.eval([target])[0][:, 0]
+    data = crux.eval([target])[:, 0]
     return dom, data, a, b, crux
 
 
@@ -91,34 +91,6 @@ def test_mala_mse():
     mean, std = exact(dom, data, n / (2 * lam))
     check(a.posterior_samples, b.posterior_samples, mean, std)
     assert set(a.posterior_diagnostics) >= {"acceptance_rate"}
-
-
-def test_seed_quick_example_verbatim_and_exact():
-    π = jno.np.pi
-    dom = jno.domain(constructor=jno.domain.line(mesh_size=0.01))
-    x, _ = dom.variable("interior")
-    A_true, B_true = 3.14, -2.71
-    target = A_true * jno.np.sin(π * x) + B_true * jno.np.cos(π * x) \
-        + jno.noise.gaussian(std=0.1)
-    k1, k2 = jax.random.split(jax.random.PRNGKey(0), 2)
-    a = jno.np.parameter((1,), key=k1, name="a")
-    b = jno.np.parameter((1,), key=k2, name="b")
-    for p in [a, b]:
-        p.bayesian(blackjax.nuts, step_size=1e-2, warmup=500, keep=1000)
-    residual = a * jno.np.sin(π * x) + b * jno.np.cos(π * x) - target
-    crux = jno.core([residual.mse])
-    crux.solve(1500)
-    a_chain = a.posterior_samples
-    assert a_chain.shape == (1000, 1)
-    A_mean = jnp.mean(a_chain, axis=0)
-    A_lo, A_hi = jnp.quantile(a_chain, jnp.array([0.05, 0.95]), axis=0)
-    text = f"A = {A_mean[0]:.3f}  [{A_lo[0]:.3f}, {A_hi[0]:.3f}]"
-    assert text.startswith("A = ")
-    # the .mse objective is a Gaussian with noise variance N/2 (λ = 1): wide, std ~ 1
-    data = crux.eval([target])[0][:, 0]
-    n = data.shape[0]
-    mean, std = exact(dom, data, n / 2.0)
-    check(a.posterior_samples[None], b.posterior_samples[None], mean, std)
 
 
 def test_custom_random_walk_factory_on_1d_gaussian():
@@ -167,7 +139,7 @@ def test_sgld_with_batches_recovers_posterior_mean():
     r = a * jno.np.sin(jno.np.pi * x) + b * jno.np.cos(jno.np.pi * x) - target
     crux = jno.core([r.gaussian(std=SIGMA)], seed=1)
     crux.solve(batch_size=25)
-    data = crux.eval([target])[0][:, 0]
+    data = crux.eval([target])[:, 0]
     mean, std = exact(dom, data, SIGMA**2)
     # Discretisation and minibatch bias, stated (not fitted): for precision P ≈ 5e3 and step
     # h = 2e-6, Euler's stationary variance is 1 / (P (1 - hP/2)): sd +0.25 %; the minibatch
@@ -234,17 +206,17 @@ def test_eval_pushes_derivatives_through_chain(samples):
     crux = jno.core([(a * jno.np.sin(jno.np.pi * x) - target).gaussian(std=SIGMA)])
     crux.solve()
     u = a * jno.np.sin(jno.np.pi * x)
-    uxx = crux.eval([jno.diff(u, x, order=2)], samples=samples)[0]
+    uxx = crux.eval([jno.diff(u, x, order=2)], samples=samples)
     xs = dom.points("interior")[:, 0]
     want = -(np.pi**2) * np.asarray(a.posterior_samples)[:, 0, None] * np.sin(np.pi * xs)[None]
     assert uxx.shape == (30, xs.size, 1)
     np.testing.assert_allclose(uxx[..., 0], want, rtol=1e-4, atol=1e-3)
     # "point" is the current value: the last draw of chain 0 (here the only chain)
-    point = crux.eval([u], samples="point")[0]
+    point = crux.eval([u], samples="point")
     last = float(np.asarray(a.posterior_samples)[-1, 0])
     np.testing.assert_allclose(point[:, 0], last * np.sin(np.pi * xs), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
-        crux.eval([jno.diff(u, x, order=2)], samples="point")[0][:, 0],
+        crux.eval([jno.diff(u, x, order=2)], samples="point")[:, 0],
         -(np.pi**2) * last * np.sin(np.pi * xs), rtol=1e-4, atol=1e-3,
     )
 
@@ -280,7 +252,7 @@ def test_sghmc_full_batch_matches_closed_form():
     r = a * jno.np.sin(jno.np.pi * x) + b * jno.np.cos(jno.np.pi * x) - target
     crux = jno.core([r.gaussian(std=SIGMA)], seed=1)
     crux.solve()
-    data = crux.eval([target])[0][:, 0]
+    data = crux.eval([target])[:, 0]
     mean, std = exact(dom, data, SIGMA**2)
     for i, p in enumerate((a, b)):
         bias = sghmc_stationary_sd_ratio(1.0 / std[i] ** 2, h, n_steps) - 1.0
@@ -297,11 +269,11 @@ def test_eval_of_a_bayesian_model_returns_its_posterior_samples():
     a.bayesian(blackjax.nuts, warmup=100, keep=30, num_chains=2)
     crux = jno.core([(a * jno.np.sin(jno.np.pi * x) - target).gaussian(std=SIGMA)])
     crux.solve()
-    got = crux.eval([a])[0]
+    got = crux.eval([a])
     np.testing.assert_array_equal(np.asarray(got), np.asarray(a.posterior_samples))
     assert np.asarray(got).shape == (2, 30, 1)
     # samples="point": the current value, the last draw of chain 0
-    point = np.asarray(crux.eval([a], samples="point")[0])
+    point = np.asarray(crux.eval([a], samples="point"))
     np.testing.assert_array_equal(point, np.asarray(a.posterior_samples)[0, -1])
 
 

@@ -13,7 +13,7 @@ def _check(sym_expr, sym_vars, jno_expr, pts, rtol=2e-4, atol=2e-4):
     f = sp.lambdify(sym_vars, sym_expr, "numpy")
     want = np.broadcast_to(f(*[pts[:, i] for i in range(pts.shape[1])]), (pts.shape[0],))
     crux = jno.core([(jno_expr * 0.0).mse])
-    got = crux.eval([jno_expr])[0][:, 0]
+    got = crux.eval([jno_expr])[:, 0]
     np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * max(1.0, np.abs(want).max()))
 
 
@@ -61,7 +61,7 @@ def test_3d_mixed_through_network():
     net = jno.nn.wrap(mlp)
     un = net(jno.np.concat([x, y, z], axis=-1))
     crux = jno.core([(un * 0.0).mse])
-    got = crux.eval([jno.diff(un, x, z)])[0][:, 0]
+    got = crux.eval([jno.diff(un, x, z)])[:, 0]
     hess = jax.vmap(jax.hessian(lambda p: mlp(p)[0]))(pts)
     np.testing.assert_allclose(got, hess[:, 0, 2], rtol=1e-4, atol=1e-5)
 
@@ -71,7 +71,7 @@ def test_grad_concatenates_partials():
     x, y, _ = dom.variable("interior")
     u = x**2 * y
     crux = jno.core([(u * 0.0).mse])
-    g = crux.eval([jno.np.grad(u, [x, y])])[0]
+    g = crux.eval([jno.np.grad(u, [x, y])])
     pts = dom.points("interior")
     np.testing.assert_allclose(g[:, 0], 2 * pts[:, 0] * pts[:, 1], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(g[:, 1], pts[:, 0] ** 2, rtol=1e-5, atol=1e-6)

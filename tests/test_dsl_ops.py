@@ -52,7 +52,7 @@ def test_attached_data_and_reductions(rect):
     d = np.arange(p.shape[0], dtype=np.float32)
     obs = dom.variable("obs", d)
     r = x - obs
-    got = jno.core([r.mse]).eval([r])[0][:, 0]
+    got = jno.core([r.mse]).eval([r])[:, 0]
     np.testing.assert_allclose(got, p[:, 0] - d, rtol=1e-6)
     crux = jno.core([r.mse, r.mean, r.sum, r.mae, r.max])
     vals = crux.solve(1, print_rate=1).losses

@@ -91,7 +91,7 @@ def test_prior_sees_only_adapters(lora_run):
 def test_eval_uses_sampled_adapters(lora_run):
     """``crux.eval`` of ``net(x)`` equals the merged network of each draw, built by hand."""
     net, _, _, _, crux, x = lora_run
-    out = crux.eval([net(x)])[0]
+    out = crux.eval([net(x)])
     assert out.shape == (2, 100, 21, 1)
     xs = jnp.linspace(0, 1, 21)[:, None]
     s = net.posterior_samples

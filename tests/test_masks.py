@@ -54,7 +54,7 @@ def problem(net, seed=1):
     )
     crux = jno.core([(net(x) - target).gaussian(std=SIGMA)], seed=seed)
     xs = dom.points("interior")[:, 0].astype(np.float64)
-    data = np.asarray(crux.eval([target])[0], np.float64)[:, 0]
+    data = np.asarray(crux.eval([target]), np.float64)[:, 0]
     return crux, x, xs, data
 
 
@@ -124,7 +124,7 @@ def test_pattern_a_unmasked_leaf_constant_masked_leaves_vary(pattern_a):
         assert np.all(np.ptp(v, axis=1) > 0)
         assert len(np.unique(v)) > 500
     # crux.eval pushes every draw through the module: u = Φ·(a, b, c)
-    u = crux.eval([net(x)])[0]
+    u = crux.eval([net(x)])
     assert u.shape == (2, 1000, 51, 1)
     coef = np.stack([leaf(s, n) for n in "abc"], axis=-1)  # (2, 1000, 3)
     np.testing.assert_allclose(u[..., 0], coef @ features(xs).T, atol=1e-5)
@@ -312,7 +312,7 @@ def test_gibbs_blocks_are_stationary_after_warmup():
     assert len(crux.solver.plan.blocks) == 2
     crux.solve()
     xs = dom.points("interior")[:, 0].astype(np.float64)
-    data = np.asarray(crux.eval([target])[0], np.float64)[:, 0]
+    data = np.asarray(crux.eval([target]), np.float64)[:, 0]
     mean, cov = joint_posterior(xs, data, fixed={0: 0.0})  # no sin(πx) term: a = 0
     first = np.asarray(c.posterior_samples)[0, :5, 0]
     # stationary draws: the mean of 5 draws is within 1 posterior std with high probability
@@ -353,7 +353,7 @@ def test_pattern_b_body_trained_head_sampled():
     # the body was trained by optax: it moved from its init and the fit improved
     assert not np.allclose(np.asarray(net.module.layers[0].weight), init.layers[0].weight)
     assert history.total_loss[-1] < history.total_loss[0]
-    out = crux.eval([net(x)])[0]
+    out = crux.eval([net(x)])
     assert out.shape == (2, 100, 21, 1)
 
 
@@ -440,7 +440,7 @@ def test_pattern_e_vi_and_mcmc_groups_splice():
     for name in "abc":
         assert getattr(s, name).shape == (1, 200, 1)  # VI forces the (1, N, ...) layout
         assert np.ptp(leaf(s, name)) > 0  # every group's leaves vary
-    assert crux.eval([net(x)])[0].shape == (1, 200, 51, 1)
+    assert crux.eval([net(x)]).shape == (1, 200, 51, 1)
     assert set(crux.history.elbo) == {"'lin'"}
 
 

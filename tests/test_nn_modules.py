@@ -179,7 +179,43 @@ def test_lora_on_any_module_and_scalar_linear():
 
 
 def test_lora_errors(base):
-    with pytest.raises(ValueError, match="no eqx.nn.Linear"):
+    with pytest.raises(ValueError, match="no linear layer to adapt; searched for an equinox "
+                       "module with a 2-D inexact array field 'weight'"):
         lora(eqx.nn.Lambda(jnp.sin), rank=1, key=jax.random.PRNGKey(0))
+    # a convolution has a 3-D weight: not a linear layer
+    with pytest.raises(ValueError, match="no linear layer"):
+        lora(eqx.nn.Conv1d(1, 2, 3, key=jax.random.PRNGKey(0)), rank=1, key=jax.random.PRNGKey(0))
+
+
+class OwnLinear(eqx.Module):
+    """A user's linear layer: not eqx.nn.Linear, applied as ``x @ W.T + b``."""
+
+    weight: jax.Array
+    bias: jax.Array
+    tag: str = eqx.field(static=True, default="mine")
+
+    def __call__(self, x, *, key=None):
+        return x @ self.weight.T + self.bias
+
+
+def test_lora_adapts_a_users_own_linear_layer_by_structure():
+    from jno.nn import is_linear_layer
+
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    layer = OwnLinear(jax.random.normal(k1, (3, 2)), jax.random.normal(k2, (3,)))
+    model = eqx.nn.Sequential([layer, eqx.nn.Lambda(jnp.tanh)])
+    assert is_linear_layer(layer) and not is_linear_layer(eqx.nn.Lambda(jnp.tanh))
+    adapted = lora(model, rank=1, alpha=2.0, key=jax.random.PRNGKey(1))
+    assert isinstance(adapted.layers[0], LoRALinear)
+    xs = jax.random.normal(jax.random.PRNGKey(2), (5, 2))
+    np.testing.assert_allclose(adapted(xs), model(xs), rtol=1e-6)  # B = 0: unchanged
+    # with B set, the output is x Wᵀ + b + (α/r)(x Aᵀ)Bᵀ, and merging gives the user's class back
+    moved = eqx.tree_at(lambda m: m.layers[0].B, adapted, jnp.ones((3, 1)))
+    A = moved.layers[0].A
+    want = jnp.tanh(xs @ layer.weight.T + layer.bias + 2.0 * (xs @ A.T) @ jnp.ones((1, 3)))
+    np.testing.assert_allclose(moved(xs), want, rtol=1e-5)
+    merged = merge_lora(moved)
+    assert type(merged.layers[0]) is OwnLinear and merged.layers[0].tag == "mine"
+    np.testing.assert_allclose(merged(xs), want, rtol=1e-5)
     with pytest.raises(ValueError, match="rank"):
         lora(base, rank=0, key=jax.random.PRNGKey(0))

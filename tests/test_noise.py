@@ -19,16 +19,16 @@ def build(seed=0, redraw=False):
 
 def test_noise_is_gaussian_fixed_and_reproducible():
     crux, clean, target = build()
-    eps = crux.eval([target])[0] - crux.eval([clean])[0]
+    eps = crux.eval([target]) - crux.eval([clean])
     assert abs(eps.std() - 0.1) < 0.1 * 4 / np.sqrt(2 * eps.size)
     assert abs(eps.mean()) < 4 * 0.1 / np.sqrt(eps.size)
     # the loss the solver sees uses the same draw: with a = 0 the loss is mean(target²)
     h = crux.solve(3, print_rate=3)
-    np.testing.assert_allclose(h.total_loss, np.mean(crux.eval([target])[0] ** 2), rtol=1e-5)
+    np.testing.assert_allclose(h.total_loss, np.mean(crux.eval([target]) ** 2), rtol=1e-5)
     again, _, target2 = build()
-    np.testing.assert_array_equal(crux.eval([target])[0], again.eval([target2])[0])
+    np.testing.assert_array_equal(crux.eval([target]), again.eval([target2]))
     other, _, target3 = build(seed=1)
-    assert not np.allclose(crux.eval([target])[0], other.eval([target3])[0])
+    assert not np.allclose(crux.eval([target]), other.eval([target3]))
 
 
 def test_redraw_is_opt_in():

@@ -204,13 +204,13 @@ def test_neumann_poisson_on_disk():
     crux.solve(steps, print_rate=500)
 
     xt, yt, _ = dom.variable("interior", sample=500)  # test points, not trained on
-    pred = np.asarray(crux.eval([net(jno.np.concat([xt, yt]))])[0], dtype=float)
+    pred = np.asarray(crux.eval([net(jno.np.concat([xt, yt]))]), dtype=float)
     p = xt.pointset.coords.astype(float)
     exact = (np.cos(p[:, 0]) * np.exp(0.5 * p[:, 1]))[:, None]
     err = np.linalg.norm(pred - exact) / np.linalg.norm(exact)
     assert err < 5e-3, err
     # The trained flux matches g on the circle too.
-    flux = np.asarray(crux.eval([jno.np.grad(ub, [xb, yb]) @ n])[0], dtype=float).reshape(-1)
+    flux = np.asarray(crux.eval([jno.np.grad(ub, [xb, yb]) @ n]), dtype=float).reshape(-1)
     pb = dom.points("boundary")
     nb = pb  # unit circle: n = p
     g_true = (

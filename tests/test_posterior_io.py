@@ -140,26 +140,26 @@ def test_single_chain_layout_gets_a_chain_axis(tmp_path):
     idata = to_arviz(crux)
     assert idata.posterior["a"].shape == (1, N, 1)
     np.testing.assert_array_equal(idata.posterior["a"].values[0], a.posterior_samples)
-    before = crux.eval([pred])[0]
+    before = crux.eval([pred])
     assert before.shape == (N, 11, 1)
     save_posterior(crux, tmp_path / "one.nc")
     crux2, a2, net2, pred2 = build()
     load_posterior(tmp_path / "one.nc", crux2)
     assert a2.posterior_samples.shape == (N, 1)
     assert a2.posterior_diagnostics["energy"].shape == (N,)
-    np.testing.assert_array_equal(crux2.eval([pred2])[0], before)
+    np.testing.assert_array_equal(crux2.eval([pred2]), before)
 
 
 def test_round_trip_restores_samples_diagnostics_and_eval(tmp_path):
     crux, a, net, pred = build()
     fake_posterior(a, net)
-    before = crux.eval([pred])[0]
+    before = crux.eval([pred])
     path = save_posterior(crux, tmp_path / "post.nc")
     assert path == tmp_path / "post.nc" and path.exists()
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
 
     crux2, a2, net2, pred2 = build()
-    assert not np.array_equal(crux2.eval([pred2])[0], before[0, 0])
+    assert not np.array_equal(crux2.eval([pred2]), before[0, 0])
     idata = load_posterior(path, crux2)
     assert set(idata.posterior.data_vars) == set(to_arviz(crux).posterior.data_vars)
     np.testing.assert_array_equal(a2.posterior_samples, a.posterior_samples)
@@ -172,7 +172,7 @@ def test_round_trip_restores_samples_diagnostics_and_eval(tmp_path):
     for field, value in a.posterior_diagnostics.items():
         np.testing.assert_array_equal(a2.posterior_diagnostics[field], value)
         assert a2.posterior_diagnostics[field].dtype == value.dtype
-    np.testing.assert_array_equal(crux2.eval([pred2])[0], before)
+    np.testing.assert_array_equal(crux2.eval([pred2]), before)
     # the activation (a static leaf) comes from the template module
     assert net2.posterior_samples.activation is net2.module.activation
 
@@ -232,13 +232,13 @@ def test_nuts_round_trip(tmp_path):
     """A real 2-chain NUTS solve: history and eval survive the file."""
     crux, a, net, pred = build(nuts=True)
     crux.solve(print_rate=9, progress=False)
-    before = crux.eval([pred])[0]
+    before = crux.eval([pred])
     assert before.shape == (2, 8, 11, 1)
     path = save_posterior(crux, tmp_path / "nuts.nc")
 
     crux2, a2, net2, pred2 = build(nuts=True)
     idata = load_posterior(path, crux2)
-    np.testing.assert_array_equal(crux2.eval([pred2])[0], before)
+    np.testing.assert_array_equal(crux2.eval([pred2]), before)
     np.testing.assert_array_equal(
         crux2.eval([pred2], samples="point"), crux.eval([pred], samples="point")
     )

@@ -140,7 +140,7 @@ def test_mclmc_matches_the_closed_form_posterior():
     r = a * jno.np.sin(jno.np.pi * x) + b * jno.np.cos(jno.np.pi * x) - target
     crux = jno.core([r.gaussian(std=SIGMA)], seed=2)
     crux.solve()
-    data = np.asarray(crux.eval([target])[0])[:, 0]
+    data = np.asarray(crux.eval([target]))[:, 0]
     mean, sd = _exact(dom, data)
     assert crux.solver.plan.blocks[0].family == "mclmc"
     assert set(a.posterior_diagnostics) >= {"energy_change", "nonfinite"}
@@ -188,7 +188,7 @@ def test_invalid_start_recovered_for_a_chain_started_in_the_undefined_region():
     crux = jno.core([r.gaussian(std=SIGMA)], seed=4)
     crux.solve()
     xs = dom.points("interior")[:, 0].astype(np.float64)
-    data = np.asarray(crux.eval([target])[0], np.float64)[:, 0]
+    data = np.asarray(crux.eval([target]), np.float64)[:, 0]
     phi = np.sin(np.pi * xs)
     prec = phi @ phi / SIGMA**2 + 1 / 100.0
     assert_gaussian_within(
@@ -386,7 +386,7 @@ def test_configuration_before_the_first_solve_is_honoured():
     # the draws are the posterior of a·sin(πx) (N(0, 10²) prior): mean at 4 MCSE, and the
     # tolerance below half a posterior sd
     xs = dom.points("interior")[:, 0].astype(np.float64)
-    data = np.asarray(crux.eval([target])[0], np.float64)[:, 0]
+    data = np.asarray(crux.eval([target]), np.float64)[:, 0]
     phi = np.sin(np.pi * xs)
     prec = phi @ phi / SIGMA**2 + 1 / 100.0
     assert_mean_within(draws[..., 0], phi @ data / SIGMA**2 / prec, sd=1 / np.sqrt(prec))

@@ -26,7 +26,7 @@ def test_from_sympy_round_trip_values():
     X = sp.Symbol("x", real=True)
     e = sp.atan(X) + sp.Abs(X - sp.Rational(1, 2)) * sp.cosh(X) / (1 + X**2)
     node = jno.sym.from_sympy(e, {X: x})
-    got = jno.core([(node * 0.0).mse]).eval([node])[0][:, 0]
+    got = jno.core([(node * 0.0).mse]).eval([node])[:, 0]
     xs = dom.points("interior")[:, 0]
     np.testing.assert_allclose(got, sp.lambdify(X, e, "numpy")(xs), rtol=1e-5)
 

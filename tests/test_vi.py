@@ -79,7 +79,7 @@ def fit_vi(likelihood="gaussian", scale=1.0, draws=20000, steps=STEPS, seed=3):
         constraint = r.mse
     crux = jno.core([constraint], seed=seed)
     history = crux.solve(steps, print_rate=500)
-    data = np.asarray(crux.eval([target])[0], np.float64)
+    data = np.asarray(crux.eval([target]), np.float64)
     return p, crux, history, data
 
 
@@ -101,7 +101,7 @@ def test_vi_recovers_product_of_gaussians(calibrated):
 
 def test_vi_eval_pushes_draws_through(calibrated):
     p, crux, _, _ = calibrated
-    out = crux.eval([2.0 * p])[0]
+    out = crux.eval([2.0 * p])
     assert out.shape == (1, 20000, 2)
     np.testing.assert_allclose(out, 2.0 * np.asarray(p.posterior_samples), rtol=1e-6)
 
@@ -223,7 +223,7 @@ def test_vi_and_mcmc_models_coexist():
     y = jno.np.concat([a, b])  # shape (2,)
     crux = jno.core([(y - target).gaussian(std=jnp.asarray(SIGMA, jnp.float32))], seed=3)
     history = crux.solve(steps, print_rate=650)
-    data = np.asarray(crux.eval([target])[0], np.float64)
+    data = np.asarray(crux.eval([target]), np.float64)
     mean, std = exact(data, SIGMA)
     sa, sb = np.asarray(a.posterior_samples), np.asarray(b.posterior_samples)
     assert sa.shape == (1, 1000, 1) and sb.shape == (1, 1000, 1)

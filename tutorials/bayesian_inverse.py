@@ -116,7 +116,7 @@ def solve_variant(likelihood: str, scale: float):
     crux.solve(progress=False)
     elapsed = time.perf_counter() - t0
     xs = dom.points("interior")[:, 0]
-    data = crux.eval([target])[0][:, 0]
+    data = crux.eval([target])[:, 0]
     chains = {
         "A": np.asarray(a.posterior_samples)[..., 0],  # (K, N_keep)
         "B": np.asarray(b.posterior_samples)[..., 0],

@@ -174,7 +174,7 @@ print(f"solve: {wall:.1f} s; head weight draws {samples.output_layer.weight.shap
 # `K·KEEP` draws.
 
 # %%
-u_draws = crux.eval([net(x_test)])[0][..., 0].reshape(K * KEEP, -1)
+u_draws = crux.eval([net(x_test)])[..., 0].reshape(K * KEEP, -1)
 lo, median, hi = np.percentile(u_draws, [2.5, 50.0, 97.5], axis=0)
 exact = np.sin(np.pi * x_test_np[:, 0])
 coverage = float(np.mean((exact >= lo) & (exact <= hi)))
@@ -248,7 +248,7 @@ print(
 # %%
 net_c, crux_c = build(optax.adam(LR))
 crux_c.solve(print_rate=1000)
-u_c = crux_c.eval([net_c(x_test)])[0][..., 0].reshape(K * KEEP, -1)
+u_c = crux_c.eval([net_c(x_test)])[..., 0].reshape(K * KEEP, -1)
 ref_mean_c, ref_sd_c = exact_conditional_band(net_c.module)
 lo_c, median_c, hi_c = np.percentile(u_c, [2.5, 50.0, 97.5], axis=0)
 constant_lr = {

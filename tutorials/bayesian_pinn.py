@@ -118,7 +118,7 @@ crux.solve(3000, progress=False, print_rate=1000)
 seconds = time.perf_counter() - t0
 xs = dom.points("interior")[:, 0]
 EXACT = np.sin(np.pi * xs)
-u_chain = crux.eval([u], samples="chain")[0]  # (1000, 101, 1)
+u_chain = crux.eval([u], samples="chain")  # (1000, 101, 1)
 DRAWS = {"sgld_seed": u_chain}  # u over the draws of each run, for the figures
 RUNS["sgld_seed"] = {
     **band(u_chain, xs),
@@ -258,7 +258,7 @@ crux = jno.core([pde.mse, bc.mse])
 t0 = time.perf_counter()
 crux.solve(progress=False, print_rate=1000)  # warmup + keep * thin = 12000 steps
 seconds = time.perf_counter() - t0
-u_chain = crux.eval([u], samples="chain")[0]
+u_chain = crux.eval([u], samples="chain")
 DRAWS["sgld"] = u_chain
 RUNS["sgld"] = {
     **band(u_chain, xs),
@@ -307,7 +307,7 @@ crux = jno.core([pde_s.mse, bc_s.mse])
 t0 = time.perf_counter()
 crux.solve(progress=False)
 seconds = time.perf_counter() - t0
-u_chain = crux.eval([u_small], samples="chain")[0]  # (2, 200, 101, 1)
+u_chain = crux.eval([u_small], samples="chain")  # (2, 200, 101, 1)
 diag = net_small.posterior_diagnostics
 DRAWS["nuts"] = u_chain
 RUNS["nuts"] = {

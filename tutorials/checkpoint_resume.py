@@ -113,8 +113,8 @@ print(f"stopped at step {crux.solver.step_index}: {chain.shape[1]} draws per cha
 path = crux.save_posterior(work / "posterior.nc")
 later, la, lb, lx = build(keep=5000)
 later.load_posterior(path)
-u = later.eval([la * jno.np.sin(jno.np.pi * lx) + lb * jno.np.cos(jno.np.pi * lx)])[0]
-u_orig = crux.eval([a * jno.np.sin(jno.np.pi * x) + b * jno.np.cos(jno.np.pi * x)])[0]
+u = later.eval([la * jno.np.sin(jno.np.pi * lx) + lb * jno.np.cos(jno.np.pi * lx)])
+u_orig = crux.eval([a * jno.np.sin(jno.np.pi * x) + b * jno.np.cos(jno.np.pi * x)])
 print(f"posterior mean of A = {float(np.mean(la.posterior_samples)):.3f} (truth 3.14); "
       f"evaluations equal: {np.allclose(u, u_orig)}")
 

@@ -346,7 +346,7 @@ net.ensemble(
 crux = jno.core([(net(x_train) - y_train).gaussian(std=SIGMA)])
 t0 = time.perf_counter()
 crux.solve(NUM_EPOCHS, print_rate=500)
-preds_dsl = crux.eval([net(x_test)])[0][0, :, :, 0]  # (16, 200)
+preds_dsl = crux.eval([net(x_test)])[0, :, :, 0]  # (16, 200)
 dt_dsl = time.perf_counter() - t0
 print(f"DSL net.ensemble: {dt_dsl:.1f}s, predictions {preds_dsl.shape}")
 

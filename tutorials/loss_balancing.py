@@ -53,7 +53,7 @@ def solve(weights):
     crux.solve(STEPS, print_rate=1000)
     pts = dom.points("interior")
     exact = (np.sin(A1 * np.pi * pts[:, 0]) * np.sin(A2 * np.pi * pts[:, 1]))[:, None]
-    pred = crux.eval([u])[0]
+    pred = crux.eval([u])
     return float(np.linalg.norm(pred - exact) / np.linalg.norm(exact)), crux
 
 

@@ -8,6 +8,16 @@ coordinates. Global nodes (parameters, literals, reductions) are evaluated once,
 
 ``inputs`` is a pytree ``{pointset_key: {"coords": (n, d), "data": {...}, "noise": {...},
 "scale": ()}}`` whose rows may be a subsample of the point set (``scale = N/n``).
+
+**Hoisting.** A point-wise sub-expression that depends on no model and no redrawn noise
+(``sin(πx)``, a source term, a transform of the data) has the same value at every step of a
+solve. :attr:`GraphPlan.hoistable` lists the largest such sub-expressions of each point set;
+:func:`hoist_inputs` evaluates them once and adds them to ``inputs`` as
+``inputs[pk]["hoisted"][node key]`` (``(n, ...)`` rows, subsampled with the rest), and the
+per-point function then reads them instead of recomputing them (never inside a derivative,
+whose per-point function must see them as functions of the coordinates). The solve computes
+them once per compiled chunk, outside its step loop (the arrays are loop-invariant operands),
+so points or data changed between chunks (``crux.condition``, resampling) are always seen.
 """
 
 from __future__ import annotations
@@ -39,6 +49,15 @@ def model_key(model) -> str:
 
 def noise_key(noise: Noise) -> str:
     return f"n{noise.id:08d}"
+
+
+def hoist_key(node: Placeholder) -> str:
+    return f"h{node.id:08d}"
+
+
+
+#: point-wise leaves that are inputs already: nothing to gain by hoisting them alone
+_INPUT_LEAVES = ("variable", "data", "noise", "literal")
 
 
 class GraphPlan:
@@ -93,6 +112,7 @@ class GraphPlan:
                 for n in self._pointwise_region(nodes[rid]):
                     if n.op == "noise":
                         self.noise_on[pk][noise_key(n)] = n
+        self.hoistable: dict[str, list[int]] = self._find_hoistable()
         for n in nodes.values():
             if n.pointset is None and n.op not in ("noise",):
                 for c in n.children():
@@ -101,6 +121,42 @@ class GraphPlan:
                             "jno.noise must be combined with a point-wise expression (on a "
                             "domain's points) before it is reduced."
                         )
+
+    def _find_hoistable(self) -> dict[str, list[int]]:
+        """``{pointset key: [node ids]}``: the largest point-wise sub-expressions of each batch
+        that depend on no model and no redrawn noise (and are more than an input leaf)."""
+        free: dict[int, bool] = {}
+
+        def parameter_free(n: Placeholder) -> bool:
+            if n.id not in free:
+                own = n.op not in ("parameter", "call") and not (
+                    n.op == "noise" and getattr(n, "redraw", False)
+                )
+                free[n.id] = own and all(parameter_free(c) for c in n.children())
+            return free[n.id]
+
+        out: dict[str, list[int]] = defaultdict(list)
+        for (pk, _), rids in self.batches.items():
+            region = {
+                n.id: n for rid in rids for n in self._pointwise_region(self.nodes[rid])
+            }
+            consumers: dict[int, list[Placeholder]] = defaultdict(list)
+            for n in region.values():
+                if n.pointset is not None or n.op == "noise":
+                    for c in n.children():
+                        consumers[c.id].append(n)
+            for n in region.values():
+                if (
+                    n.pointset is None
+                    or n.op in _INPUT_LEAVES
+                    or not parameter_free(n)
+                    or n.id in out[pk]
+                ):
+                    continue
+                used_by_free = consumers[n.id] and all(parameter_free(c) for c in consumers[n.id])
+                if not used_by_free or n.id in self.pw_roots:
+                    out[pk].append(n.id)
+        return {pk: sorted(ids) for pk, ids in out.items() if ids}
 
     def _pointwise_region(self, root: Placeholder):
         """Nodes evaluated inside the per-point function of ``root`` (stops at global nodes)."""
@@ -176,6 +232,7 @@ class Evaluator:
         return out
 
     def batched(self, node: Placeholder) -> jax.Array:
+        """The values of a point-wise root, ``(n, ...)``."""
         if node.id not in self.pmemo:
             if node.id not in self.plan.pw_roots:
                 raise KeyError(f"node {node!r} was not planned as a point-wise root")
@@ -195,10 +252,31 @@ class Evaluator:
             memo: dict[int, jax.Array] = {}
             return tuple(self._point(r, row["coords"], row, memo) for r in roots)
 
-        vm_rows = {"coords": rows["coords"], "data": rows["data"], "noise": rows["noise"]}
+        vm_rows = {
+            "coords": rows["coords"],
+            "data": rows["data"],
+            "noise": rows["noise"],
+            "hoisted": rows.get("hoisted", {}),
+        }
         outs = jax.vmap(per_point)(vm_rows)
         for r, o in zip(roots, outs):
             self.pmemo[r.id] = o
+
+    def hoisted_values(self) -> dict:
+        """``{pointset key: {hoist key: (n, ...)}}`` of the plan's hoistable nodes on
+        ``inputs`` (no parameters needed: they depend on none)."""
+        out = {}
+        for pk, ids in self.plan.hoistable.items():
+            nodes = [self.plan.nodes[i] for i in ids]
+            rows = self.inputs[pk]
+
+            def per_point(row, nodes=nodes):
+                memo: dict[int, jax.Array] = {}
+                return {hoist_key(n): self._point(n, row["coords"], row, memo) for n in nodes}
+
+            vm_rows = {"coords": rows["coords"], "data": rows["data"], "noise": rows["noise"]}
+            out[pk] = jax.vmap(per_point)(vm_rows)
+        return out
 
     def _global(self, node: Placeholder) -> jax.Array:
         op = node.op
@@ -225,8 +303,8 @@ class Evaluator:
 
     def _reduce(self, node) -> jax.Array:
         child = node.args[0]
-        v = self.value(child)
         kind = node.kind
+        v = self.value(child)
         if kind == "causal_mse":
             out, self.aux[node.id] = causal_loss(
                 v, self.value(node.args[1]), node.slices, node.eps, node.t_range
@@ -250,21 +328,22 @@ class Evaluator:
 
     def _gaussian(self, node) -> jax.Array:
         r_node, s_node = node.args
-        r = self.value(r_node)
-        s = self.value(s_node)
         if r_node.pointset is None and s_node.pointset is not None:
             raise ValueError("gaussian(std=...): a point-wise std needs a point-wise residual")
+        r, s = self.value(r_node), self.value(s_node)
         s = jnp.broadcast_to(s, r.shape)
         z = r / s
         nll = 0.5 * jnp.sum(z * z) + jnp.sum(jnp.log(s)) + 0.5 * r.size * math.log(2 * math.pi)
         return nll * self._scale(r_node)
 
     # ------------------------------------------------------------------ per-point level
-    def _point(self, node: Placeholder, coords, row, memo) -> jax.Array:
+    def _point(self, node: Placeholder, coords, row, memo, hoisted=True) -> jax.Array:
         if node.id in memo:
             return memo[node.id]
         op = node.op
-        if node.pointset is None and op != "noise":
+        if hoisted and hoist_key(node) in row.get("hoisted", {}):
+            out = row["hoisted"][hoist_key(node)]
+        elif node.pointset is None and op != "noise":
             out = self.value(node)
         elif op == "variable":
             out = coords[node.index : node.index + 1]
@@ -273,11 +352,13 @@ class Evaluator:
         elif op == "noise":
             out = row["noise"][noise_key(node)]
         elif op == "apply":
-            out = node.fn(*[self._point(a, coords, row, memo) for a in node.args], **node.kwargs)
+            args = [self._point(a, coords, row, memo, hoisted) for a in node.args]
+            out = node.fn(*args, **node.kwargs)
         elif op == "index":
-            out = self._point(node.args[0], coords, row, memo)[node.index]
+            out = self._point(node.args[0], coords, row, memo, hoisted)[node.index]
         elif op == "call":
-            out = self.module(node.model)(*[self._point(a, coords, row, memo) for a in node.args])
+            args = [self._point(a, coords, row, memo, hoisted) for a in node.args]
+            out = self.module(node.model)(*args)
         elif op == "diff":
             out = self._derivative(node, coords, row)
         else:
@@ -288,8 +369,8 @@ class Evaluator:
     def _derivative(self, node, coords, row) -> jax.Array:
         expr = node.args[0]
 
-        def f(c):
-            return self._point(expr, c, row, {})
+        def f(c):  # hoisted values are constants in c: never used inside a derivative
+            return self._point(expr, c, row, {}, hoisted=False)
 
         for v in node.wrt:
             f = _directional(f, v.index, coords.shape[0])
@@ -350,9 +431,25 @@ def subsample_inputs(inputs: dict, indices: dict) -> dict:
         n_full = rows["coords"].shape[0]
         take = lambda a: jnp.take(a, idx, axis=0)  # noqa: E731
         out[pk] = {
+            **rows,
             "coords": take(rows["coords"]),
             "data": jax.tree.map(take, rows["data"]),
             "noise": jax.tree.map(take, rows["noise"]),
             "scale": jnp.asarray(n_full / idx.shape[0], default_float()),
         }
+        if "hoisted" in rows:
+            out[pk]["hoisted"] = jax.tree.map(take, rows["hoisted"])
     return out
+
+
+def hoist_inputs(plan: GraphPlan, statics: dict, inputs: dict) -> dict:
+    """``inputs`` with ``inputs[pk]["hoisted"]``: the plan's parameter-free point-wise
+    sub-expressions evaluated once on these rows (module docstring, *Hoisting*). Evaluating
+    on the result gives the values of evaluating on ``inputs``, without that work."""
+    if not plan.hoistable:
+        return inputs
+    values = Evaluator(plan, statics, {}, inputs).hoisted_values()
+    return {
+        pk: ({**rows, "hoisted": values[pk]} if pk in values else rows)
+        for pk, rows in inputs.items()
+    }

@@ -18,7 +18,15 @@ import numpy as np
 from ..trace.model import Model, Parameter
 from ..trace.node import Placeholder, _describe
 from ..trace.pointset import default_float
-from .evaluate import Evaluator, GraphPlan, draw_noise, full_inputs, model_key, ps_key
+from .evaluate import (
+    Evaluator,
+    GraphPlan,
+    draw_noise,
+    full_inputs,
+    hoist_inputs,
+    model_key,
+    ps_key,
+)
 
 
 def split_module(model: Model):
@@ -88,6 +96,13 @@ class Program:
         return jnp.stack(
             [jnp.asarray(ev.value(c), dtype=default_float()) for c in self.constraints]
         )
+
+    def hoist(self, inputs: dict) -> dict:
+        """``inputs`` with the parameter-free point-wise sub-expressions of the constraints
+        evaluated once (:func:`~jno.lower.evaluate.hoist_inputs`); :meth:`losses` on the
+        result equals :meth:`losses` on ``inputs`` and skips that work. Call it outside a loop
+        of steps."""
+        return hoist_inputs(self.plan, self.statics, inputs)
 
     def loglik_weights(self, likelihood_scale: float) -> jax.Array:
         """``w_k`` with ``loglik = -Σ w_k L_k``: 1 for calibrated constraints, else λ."""

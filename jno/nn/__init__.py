@@ -12,7 +12,7 @@ from __future__ import annotations
 from .deeponet import DeepONet
 from .fno import FNO, SpectralConv1d, SpectralConv2d, fno1d, fno2d
 from .fourier import FourierFeatures, FourierMLP, fourier_mlp
-from .lora import LoRALinear, lora_mask, merge_lora
+from .lora import LoRALinear, is_linear_layer, lora_mask, merge_lora
 from .lora import lora as lora_module
 from .mlp import MLP, mlp
 from .modified_mlp import ModifiedMLP, modified_mlp
@@ -45,6 +45,7 @@ __all__ = [
     "fno1d",
     "fno2d",
     "fourier_mlp",
+    "is_linear_layer",
     "lora_mask",
     "lora_module",
     "merge_lora",

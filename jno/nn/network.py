@@ -12,7 +12,7 @@ import jax
 
 from ..trace.model import Model, check_mask
 from ..trace.node import Placeholder, as_node, common_pointset
-from .lora import lora, lora_mask
+from .lora import lora, lora_mask, merge_lora
 
 
 class Network(Model):
@@ -32,12 +32,25 @@ class Network(Model):
         return f"<jno network '{self.model_name}'>"
 
     def lora(self, rank: int, alpha: float = 1.0, *, key=None) -> Network:
-        """Add low-rank adapters ``W + (alpha/rank)·B A`` to every ``eqx.nn.Linear`` of the
-        network (``B = 0`` at start, so the output is unchanged). The next ``.bayesian()`` /
-        ``.vi()`` acts on the adapter leaves only; ``.optimizer()`` trains only them too
-        (the base weights are held by a stop-gradient)."""
+        """Add low-rank adapters ``W + (alpha/rank)·B A`` to every linear layer of the network.
+
+        A linear layer is found by structure: ``eqx.nn.Linear``, foundax's ``Linear`` or any
+        module with a 2-D ``weight`` and a ``bias`` (or ``None``) used as ``x @ W.T + b``
+        (:func:`jno.nn.lora.is_linear_layer`). ``B = 0`` at start, so the output is unchanged.
+        The next ``.bayesian()`` / ``.vi()`` acts on the adapter leaves only; ``.optimizer()``
+        trains only them too (the base weights are held by a stop-gradient).
+
+        Raises:
+            ValueError: the network has no linear layer (the message says what was searched).
+        """
+        if self.groups:
+            raise ValueError(
+                f"{self.where}: .lora() after .bayesian()/.vi(); call .lora(...) first, then "
+                "configure the adapters: net.lora(rank=4).bayesian(...)."
+            )
         key = jax.random.PRNGKey(self.uid) if key is None else key
-        self.module = lora(self.module, rank, alpha, key=key)
+        # the last call wins: earlier adapters are folded into the base weights first
+        self.module = lora(merge_lora(self.module), rank, alpha, key=key)
         self._lora_mask = check_mask(self, lora_mask(self.module))
         return self
 

@@ -155,8 +155,9 @@ def rwf_mlp(
             ``jno.nn.FourierFeatures``.
         key: PRNG key.
 
-    Note: :meth:`Network.lora` adapts ``eqx.nn.Linear`` layers only, so it finds nothing to
-    adapt in an RWF network.
+    Note: :meth:`Network.lora` adapts layers whose arrays are a plain ``weight`` and ``bias``;
+    an RWF layer's weight is the product ``diag(exp(s)) V``, so it finds nothing to adapt in an
+    RWF network.
     """
     widths = _hidden_widths(hidden_dims, num_layers)
     return RWFMLP(

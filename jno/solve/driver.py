@@ -238,8 +238,8 @@ class Solver:
             params, opt = blocks[i_new].kernel
             old_opt = old_state.blocks[i_old].kernel.opt_state
             opt = {
-                k: old_opt[k] if k in old_opt and old_optax.txs[k] is new_optax.txs[k] else v
-                for k, v in opt.items()
+                g: old_opt[g] if new_optax.same_optimizer(old_optax, g) else v
+                for g, v in opt.items()
             }
             tuned = old_state.blocks[i_old].tuned  # a balancer's state
             blocks[i_new] = BlockState(type(blocks[i_new].kernel)(params, opt), tuned)
@@ -672,7 +672,7 @@ class Solver:
         losses_fn = self._jit("losses", engine.state_losses)
         if not self._logged_fast:
             log.info(
-                "MCMC fastpath: scan over %d samples x thin=%d + %d warmup, chunked at "
+                "MCMC fastpath: scan over %d samples × thin=%d + %d warmup, chunked at "
                 "print_rate=%d.",
                 s.keep,
                 s.thin,

@@ -94,6 +94,8 @@ class Engine:
                 "balance the whole loss or drop the substeps."
             )
         self.balancer = balancer
+        if self.has_substeps and plan.optax is not None:
+            plan.optax.check_substeps([uids for _, uids in substeps])
         # Kernel states are re-initialised each step when what they condition on moves.
         refresh = (
             len(plan.sampling) > 1
@@ -414,6 +416,7 @@ class Engine:
         blocks = list(state.blocks)
         grads = state.grad_evals
         longest = 0
+        hoisted = self.program.hoist(state.inputs)  # once, outside the adaptation loop
         for b, blk in enumerate(self.blocks):
             if not (blk.samples and blk.adapts(blk.settings)):
                 continue
@@ -422,7 +425,7 @@ class Engine:
             positions = [p.position(bs.kernel) for p, bs in zip(self.blocks, blocks)]
 
             def one(key, bs, view, b=b, blk=blk, n=n):
-                obj = self.objective(b, state.point, view, state.inputs)
+                obj = self.objective(b, state.point, view, hoisted)
                 return blk.adapt(key, bs, obj, n)
 
             keys = st.adapt_keys(self.streams, b, self.P)
@@ -446,10 +449,12 @@ class Engine:
                 indices[pk] = jax.random.choice(key, n, (self.batch_size,), replace=False)
         return subsample_inputs(inputs, indices)
 
-    def step(self, state: SolveState) -> tuple[SolveState, dict]:
-        """One outer step (see the module docstring)."""
+    def step(self, state: SolveState, hoisted: dict | None = None) -> tuple[SolveState, dict]:
+        """One outer step (see the module docstring). ``hoisted``: ``state.inputs`` with the
+        parameter-free sub-expressions evaluated (``Program.hoist``), made once outside a loop
+        of steps; ``None`` evaluates them in the step."""
         index = state.step
-        inputs = self.step_inputs(state.inputs, index)
+        inputs = self.step_inputs(state.inputs if hoisted is None else hoisted, index)
         point = state.point
         blocks = list(state.blocks)
         positions = self.positions(state)
@@ -531,8 +536,10 @@ class Engine:
         [block: (length, P, ...) or None], "infos": [...], "losses": (length, C)}``.
         """
 
+        hoisted = self.program.hoist(state.inputs)  # once per chunk, outside the scan
+
         def advance(s):
-            new, rec = self.step(s)
+            new, rec = self.step(s, hoisted)
             if partial:
                 active = s.step < stop
                 new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, s)
@@ -554,7 +561,7 @@ class Engine:
             if with_losses:
                 losses = rec["losses"]
                 if losses is None:
-                    losses = self.pooled_losses(new.point, rec["positions"], new.inputs)
+                    losses = self.pooled_losses(new.point, rec["positions"], hoisted)
                 out["losses"] = losses
             return new, out
 

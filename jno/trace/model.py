@@ -77,11 +77,16 @@ class Model:
             )
         self.tx = tx
         self.frozen = False
+        self.ensemble_settings = None
+        self.groups = [g for g in self.groups if g.mask is not None]  # pattern B keeps masks
         return self
 
     def freeze(self) -> Model:
-        """Hold this model constant during ``solve``."""
+        """Hold this model constant during ``solve`` (replaces any earlier ``.optimizer``,
+        ``.bayesian``, ``.vi`` or ``.ensemble``: the last configurator wins)."""
         self.frozen = True
+        self.groups = []
+        self.ensemble_settings = None
         return self
 
     def mask(self, mask) -> Model:
@@ -201,7 +206,11 @@ class Model:
     def initialize(self, init) -> Model:
         """Set the starting value: a file path (``.npy``/``.eqx``), a pytree, a
         ``(shape, dtype, key) -> array`` callable, or a log-density-aware initializer
-        (``requires_logdensity = True``, e.g. ``jno.bayesian.pathfinder()``)."""
+        (``requires_logdensity = True``, e.g. ``jno.bayesian.pathfinder()``).
+
+        The last call wins: a value after a log-density initializer drops the initializer (the
+        chain starts at the value, nothing runs); an initializer after a value runs from it.
+        """
         if getattr(init, "requires_logdensity", False):
             if any(g.kind == "vi" for g in self.groups):
                 raise ValueError(
@@ -211,20 +220,25 @@ class Model:
             self.initializer = init
             return self
         self.module = _initial_value(self, init)
+        self.initializer = None
         return self
 
     def ensemble(self, size: int, optimizer=None, prior_weight: float = 1.0, prior=None) -> Model:
         """Train ``size`` independent members (deep ensemble) in one vmapped step."""
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"{self.where}: ensemble size must be a positive integer")
-        if self.groups:
-            raise ValueError(f"{self.where}: .ensemble() cannot be combined with .bayesian/.vi")
         self.ensemble_settings = EnsembleSettings(size, optimizer, float(prior_weight), prior)
+        self.groups, self.frozen = [], False
         return self
 
     def _add_group(self, group: Group) -> None:
+        """Add a ``.bayesian``/``.vi`` group. The last write wins: a group on the same leaves
+        as an earlier one (both global, or equal masks) replaces it, and an ensemble setting
+        is dropped; partly overlapping masks are an error."""
         group.mask = self._pending_mask if self._pending_mask is not None else self._lora_mask
         self._pending_mask = None
+        self.ensemble_settings = None
+        self.groups = [g for g in self.groups if g.mask != group.mask]
         if group.mask is None and self.groups:
             raise ValueError(
                 f"{self.where}: a global .{group.kind}() on a model that already has "

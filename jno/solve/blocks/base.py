@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ...lower.evaluate import model_key
+from ...trace.pointset import default_float
 from ..state import BlockState
 
 PyTree = Any
@@ -204,6 +205,26 @@ def jitter_tree(key, tree, scale: float):
             leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
             for leaf, k in zip(leaves, keys)
         ],
+    )
+
+
+def inverse_mass_matrix(value, dim: int, where: str) -> jax.Array:
+    """The inverse mass matrix a kernel gets for a position of ``dim`` numbers.
+
+    ``None`` is the identity's diagonal ``ones(dim)``; a scalar ``c`` is ``c·ones(dim)``; a
+    ``(dim,)`` array is a diagonal and a ``(dim, dim)`` array a dense matrix, as blackjax
+    takes them. Any other shape is a ``ValueError`` naming the model(s) ``where``.
+    """
+    if value is None:
+        return jnp.ones((dim,), default_float())
+    imm = jnp.asarray(value, default_float())
+    if imm.ndim == 0:
+        return jnp.full((dim,), imm)
+    if imm.shape in ((dim,), (dim, dim)):
+        return imm
+    raise ValueError(
+        f"{where}: inverse_mass_matrix has shape {imm.shape}, but the sampled position has "
+        f"{dim} numbers; give a scalar, a ({dim},) diagonal or a ({dim}, {dim}) matrix."
     )
 
 

@@ -21,7 +21,7 @@ from jax.flatten_util import ravel_pytree
 from ...trace.config import factory_name, register_family
 from ...trace.pointset import default_float
 from ..state import BlockState
-from .base import scalar_info
+from .base import inverse_mass_matrix, scalar_info
 from .mcmc import SampledBlock, check_kernel_kwargs
 
 TUNED = ("L", "step_size", "inverse_mass_matrix")
@@ -65,9 +65,7 @@ class MCLMCBlock(SampledBlock):
         return {
             "L": jnp.asarray(kw.get("L", jnp.sqrt(dim)), default_float()),
             "step_size": jnp.asarray(kw.get("step_size", 0.25 * jnp.sqrt(dim)), default_float()),
-            "inverse_mass_matrix": (
-                jnp.ones((dim,), default_float()) if imm is None else jnp.asarray(imm)
-            ),
+            "inverse_mass_matrix": inverse_mass_matrix(imm, dim, f"model(s) {self.label}"),
         }
 
     def _kernel(self, logdensity, tuned):

@@ -18,7 +18,7 @@ from jax.flatten_util import ravel_pytree
 from ...trace.config import accepts, factory_name, factory_signature, register_family
 from ...trace.pointset import default_float
 from ..state import BlockState
-from .base import Block, field_of, scalar_info
+from .base import Block, field_of, inverse_mass_matrix, scalar_info
 
 HMC_FAMILY = ("nuts", "hmc", "dynamic_hmc", "multinomial_hmc")
 
@@ -105,11 +105,7 @@ class MCMCBlock(SampledBlock):
         imm = s.kernel_kwargs.get("inverse_mass_matrix")
         return {
             "step_size": jnp.asarray(s.kernel_kwargs.get("step_size", 1.0), default_float()),
-            "inverse_mass_matrix": (
-                jnp.ones((dim,), default_float())
-                if imm is None
-                else jnp.asarray(imm, default_float())
-            ),
+            "inverse_mass_matrix": inverse_mass_matrix(imm, dim, f"model(s) {self.label}"),
         }
 
     def kernel(self, logdensity, tuned: dict):

@@ -1,13 +1,24 @@
 """The optax group: every trained (non-Bayesian, non-frozen) model, one optax step per solve
 step on the total loss.
 
+**One optimizer state per transformation, not per model.** Models given the same
+transformation object (and models left at the default, which share one) form one optimizer
+group: its transformation runs on the group's parameters as one pytree ``{model key:
+params}``, with one state, so ``optax.lbfgs()`` on a network and two coefficients keeps one
+curvature history and one line search over all of them (PITFALLS §18). Groups with different
+transformations each see the gradient of the one total loss with respect to their own
+parameters, which is what ``optax.multi_transform``/``optax.partition`` does with its masked
+inner states; a line search varies its group's parameters with the others held. To keep
+separate states on purpose, give each model its own transformation object
+(``.optimizer(optax.lbfgs())`` twice makes two objects).
+
 With Bayesian blocks present the loss is averaged over their K chains (a Monte-Carlo EM
 gradient: pattern B's body sees the mean over the head's chains). Transformations that need
 the loss itself (``optax.lbfgs``'s line search: ``GradientTransformationExtraArgs``) get
 ``value``, ``grad`` and ``value_fn`` in ``update``.
 
 optax's zoom line search ends with the value and gradient at the point it accepts and keeps
-them in its state. When the objective is the same function at every step (one trained model,
+them in its state. When the objective is the same function at every step (one optimizer group,
 no other block, no balancer, minibatch, redrawn noise or substeps: the engine decides and sets
 :attr:`OptaxBlock.static_objective`), a step takes them from there
 (``optax.value_and_grad_from_state``, optax's own L-BFGS loop) instead of differentiating
@@ -32,10 +43,26 @@ from .base import Block, trainable
 
 
 class OptaxState(NamedTuple):
-    """``params``: ``{model key: trainable leaves}``; ``opt_state``: ``{model key: state}``."""
+    """``params``: ``{model key: trainable leaves}``; ``opt_state``: ``{group key: state}``,
+    one optax state per optimizer group over ``{model key: params}`` of its models."""
 
     params: dict
     opt_state: dict
+
+
+def optimizer_groups(txs: dict[str, Any]) -> dict[str, tuple[Any, tuple[str, ...]]]:
+    """``{group key: (transformation, model keys)}``: the models of ``txs`` (``{model key:
+    transformation}``) grouped by the identity of their transformation, in order. The group
+    key joins the model keys with ``+``."""
+    groups: list[tuple[Any, list[str]]] = []
+    for key, tx in txs.items():
+        for shared, keys in groups:
+            if shared is tx:
+                keys.append(key)
+                break
+        else:
+            groups.append((tx, [key]))
+    return {"+".join(keys): (tx, tuple(keys)) for tx, keys in groups}
 
 
 def kept_line_search(opt_state):
@@ -51,6 +78,8 @@ def kept_line_search(opt_state):
 class OptaxBlock(Block):
     """Point estimates of the trained models (no population axis).
 
+    ``groups``: ``{group key: (transformation, model keys)}`` (:func:`optimizer_groups`); a
+    view made by :meth:`for_substep` steps only the groups of its substep.
     ``static_objective``: the objective is the same function at every step, so a step may take
     its value and gradient from the line search of the step before (module docstring); set by
     the engine, off by default, carried by :meth:`for_substep`.
@@ -62,9 +91,10 @@ class OptaxBlock(Block):
     samples = False
     diagnostics = None
 
-    def __init__(self, members, txs: dict[str, Any]):
+    def __init__(self, members, txs: dict[str, Any], groups=None):
         super().__init__(None, members)
         self.txs = txs
+        self.groups = optimizer_groups(txs) if groups is None else groups
         self.static_objective = False
 
     @property
@@ -72,47 +102,56 @@ class OptaxBlock(Block):
         return ", ".join(f"'{m.model.model_name}'" for m in self.members)
 
     def init(self, key, position, objective, tuned):
-        opt = {k: self.txs[k].init(trainable(p)) for k, p in position.items()}
+        opt = {
+            g: tx.init(trainable({k: position[k] for k in keys}))
+            for g, (tx, keys) in optimizer_groups(self.txs).items()
+        }
         return OptaxState(position, opt)
 
     def step(self, key, state: BlockState, objective):
         params, opt = state.kernel
-        moving = {k: params[k] for k in self.txs}
+        moving = {k: params[k] for _, keys in self.groups.values() for k in keys}
 
         def loss(mv):
             return objective({**params, **mv})
 
-        (k, *more) = self.txs
-        if self.static_objective and not more and kept_line_search(opt[k]) is not None:
-
-            def total(p_k):
-                return loss({k: p_k})[0]
-
-            value, grad = optax.value_and_grad_from_state(total)(moving[k], state=opt[k])
-            grads, losses = {k: grad}, loss(moving)[1]
+        (g0, *more) = self.groups
+        if self.static_objective and not more and kept_line_search(opt[g0]) is not None:
+            value, grads = optax.value_and_grad_from_state(lambda mv: loss(mv)[0])(
+                moving, state=opt[g0]
+            )
+            losses = loss(moving)[1]
         else:
             (value, losses), grads = jax.value_and_grad(loss, has_aux=True)(moving)
         new_params, new_opt = dict(params), dict(opt)
-        for k, tx in self.txs.items():
+        for g, (tx, keys) in self.groups.items():
+            own = {k: moving[k] for k in keys}
+            own_grads = {k: grads[k] for k in keys}
             extra = {}
             if isinstance(tx, optax.GradientTransformationExtraArgs):
 
-                def value_fn(p_k, k=k):
-                    return loss({**moving, k: p_k})[0]
+                def value_fn(p, own_keys=keys):
+                    return loss({**moving, **{k: p[k] for k in own_keys}})[0]
 
-                extra = {"value": value, "grad": grads[k], "value_fn": value_fn}
-            updates, new_opt[k] = tx.update(grads[k], opt[k], moving[k], **extra)
-            new_params[k] = optax.apply_updates(moving[k], updates)
+                extra = {"value": value, "grad": own_grads, "value_fn": value_fn}
+            updates, new_opt[g] = tx.update(own_grads, opt[g], own, **extra)
+            new_params.update(optax.apply_updates(own, updates))
         return BlockState(OptaxState(new_params, new_opt), state.tuned), {"losses": losses}
+
+    def same_optimizer(self, other: OptaxBlock, group: str) -> bool:
+        """Whether ``group`` is an optimizer group of both blocks, with the same models and the
+        same transformation object (its state can be carried from one to the other)."""
+        mine, theirs = self.groups.get(group), other.groups.get(group)
+        return mine is not None and theirs is not None and mine[0] is theirs[0]
 
     def forget_line_search(self, kernel: OptaxState) -> OptaxState:
         """``kernel`` with every kept line-search value set to ``inf``: the next step computes
         the value and gradient afresh (a new plan or engine may have changed the objective)."""
         opt = dict(kernel.opt_state)
-        for k, state in opt.items():
+        for g, state in opt.items():
             value = kept_line_search(state)
             if value is not None:
-                opt[k] = optax.tree.set(state, value=jnp.full_like(value, jnp.inf))
+                opt[g] = optax.tree.set(state, value=jnp.full_like(value, jnp.inf))
         return OptaxState(kernel.params, opt)
 
     def restart_line_search(self, kernel: OptaxState) -> OptaxState:
@@ -121,19 +160,40 @@ class OptaxBlock(Block):
         data), since L-BFGS's curvature pairs and kept value describe the old one. Optimizers
         without a line search (Adam) keep their state."""
         opt = dict(kernel.opt_state)
-        for k, state in opt.items():
+        for g, state in opt.items():
             if kept_line_search(state) is not None:
-                opt[k] = self.txs[k].init(trainable(kernel.params[k]))
+                tx, keys = optimizer_groups(self.txs)[g]
+                opt[g] = tx.init(trainable({k: kernel.params[k] for k in keys}))
         return OptaxState(kernel.params, opt)
 
     def for_substep(self, uids: set[int]):
-        """The view of this group that moves only the models of a substep (``None``: none)."""
-        members = [m for m in self.members if m.model.uid in uids]
-        if not members:
+        """The view of this group that moves only the models of a substep (``None``: none).
+
+        An optimizer group is stepped whole: a group with models both inside and outside the
+        substep is a ``ValueError`` (checked by :meth:`check_substeps` at solve start)."""
+        keys = {m.key for m in self.members if m.model.uid in uids}
+        groups = {g: v for g, v in self.groups.items() if set(v[1]) <= keys}
+        if not groups:
             return None
-        view = OptaxBlock(members, {m.key: self.txs[m.key] for m in members})
-        view.static_objective = self.static_objective and len(members) == len(self.members)
+        members = [m for m in self.members if m.key in keys]
+        view = OptaxBlock(members, self.txs, groups)
+        view.static_objective = self.static_objective and len(groups) == len(self.groups)
         return view
+
+    def check_substeps(self, substeps: list[set[int]]) -> None:
+        """Every optimizer group moves whole (one state, one step): a group with models both
+        inside and outside a substep is a ``ValueError`` naming them and the fix."""
+        model_of = {m.key: m.model for m in self.members}
+        for _, keys in self.groups.values():
+            uids = {model_of[k].uid for k in keys}
+            if any(uids & moving and not uids <= moving for moving in substeps):
+                names = ", ".join(model_of[k].where for k in keys)
+                raise ValueError(
+                    f"crux.solve(substeps=...): {names} share one optimizer (one state over all "
+                    "their parameters) but do not move in the same substep; give each a "
+                    "transformation object of its own, e.g. .optimizer(optax.adam(1e-3)) on "
+                    "each (models left at the default share jno's default Adam)."
+                )
 
     def position(self, kernel_state):
         return kernel_state.params
