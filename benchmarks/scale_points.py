@@ -7,19 +7,22 @@
   inputs prepared the way a solve prepares them once per chunk (``Program.hoist``: the
   parameter-free ``sin πx``, ``cos πx`` evaluated once); hand-written: the same maths in
   jax.numpy with the arrays passed as arguments (not closed over, so XLA cannot fold them).
-* ``--nuts``: NUTS on the linear model, 4 chains × 300 draws, the same fixed step size and
+* ``--nuts``: NUTS on the linear model, 4 chains × 1000 draws, the same fixed step size and
   identity mass matrix, started at the same point; microseconds per leapfrog step (per
   gradient) of the compiled steady state (a second call), jno (``crux.solve``) beside
   blackjax's ``nuts`` in a hand-written ``vmap``/``lax.scan``.
+* ``--memory``: the compiled step's temporary memory at the largest N, with and without
+  hoisting, beside the size of the hoisted arrays.
 * ``--raissi``: the Burgers identification of Raissi et al. (2019): ``u_t + λ1 u u_x - λ2 u_xx =
   0`` from 2000 noisy observations (1 % noise, exact Cole–Hopf solution on ``[-1, 1] × [0,
   1)``), an 8×20 tanh network, ``λ1 = 0`` and ``log λ2 = -6`` at the start, Adam then L-BFGS;
   jno with one ``optax.lbfgs()`` object shared by the network and both coefficients, beside a
   hand-written joint L-BFGS over the concatenated pytree, from the same initial weights.
 
-Everything runs in one process; jno and the baseline alternate, medians over rounds. Note
-``jno.xla_defaults``: importing jno sets an XLA CPU flag (element-wise fusions off the YNN
-library) that both programs then share; ``JNO_XLA_DEFAULTS=0`` runs both without it.
+Everything runs in one process, medians over rounds. jno's programs are compiled the way a
+solve compiles them (``jno.xla_defaults.jit``: element-wise fusions off XLA's YNN library on
+the CPU when every model is a parameter); the hand-written ones with plain ``jax.jit``.
+``JNO_XLA_DEFAULTS=0`` compiles jno's with plain ``jax.jit`` too.
 
     python benchmarks/scale_points.py --grad --nuts          # a few minutes on 2 CPU cores
     python benchmarks/scale_points.py --raissi --quick       # 500 + 500 steps
@@ -48,6 +51,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from pinn_problems import NU, cole_hopf  # noqa: E402
 
 SIGMA, CALLS = 0.1, 200
+JNO_JIT = jno.xla_defaults.jit  # how a solve compiles a program whose models are parameters
 
 
 def median_time(f, *args, rounds=5):
@@ -82,9 +86,10 @@ def linear_hand_loss(th, xs, y):
     return 0.5 * jnp.sum((r / SIGMA) ** 2) + r.size * jnp.log(SIGMA * jnp.sqrt(2 * jnp.pi))
 
 
-def scan_of_grads(loss):
+def scan_of_grads(loss, jit=jax.jit):
     """``CALLS`` gradient calls of ``loss(θ, *args)`` in a ``lax.scan`` (each moves θ a
-    little, so no call can be skipped)."""
+    little, so no call can be skipped), compiled by ``jit`` (jno's programs: jno's own
+    ``jno.xla_defaults.jit``, as a solve compiles them)."""
 
     def run(th0, *args):
         def body(th, _):
@@ -93,7 +98,7 @@ def scan_of_grads(loss):
 
         return jax.lax.scan(body, th0, None, length=CALLS)[0]
 
-    return jax.jit(run)
+    return jit(run)
 
 
 def grad_linear(n: int) -> tuple[float, float]:
@@ -101,7 +106,7 @@ def grad_linear(n: int) -> tuple[float, float]:
     th, constraint = linear_jno(xs, y)
     program = jno.core([constraint]).program
     key = model_key(th)
-    jno_run = scan_of_grads(lambda t, inputs: program.losses({key: t}, inputs).sum())
+    jno_run = scan_of_grads(lambda t, inputs: program.losses({key: t}, inputs).sum(), JNO_JIT)
     prepared = jax.jit(program.hoist)(program.inputs)
     hand_run = scan_of_grads(linear_hand_loss)
     th0 = jnp.array([1.0, -1.0, 0.0])
@@ -121,7 +126,10 @@ def grad_pinn(n: int) -> tuple[float, float]:
     program = jno.core([pde.mse]).program
     key = model_key(net)
     params, static = eqx.partition(module, eqx.is_inexact_array)
-    jno_run = scan_of_grads(lambda p, inputs: program.losses({key: p}, inputs).sum())
+    jno_run = scan_of_grads(  # a network: the solve compiles without the CPU option
+        lambda p, inputs: program.losses({key: p}, inputs).sum(),
+        lambda f: jno.xla_defaults.jit(f, narrow=False),
+    )
     prepared = jax.jit(program.hoist)(program.inputs)
 
     def hand_loss(p, pts):
@@ -139,8 +147,29 @@ def grad_pinn(n: int) -> tuple[float, float]:
     return t_jno / CALLS, t_hand / CALLS
 
 
+# ------------------------------------------------------------------ memory of the compiled step
+def step_memory(n: int) -> dict:
+    """Temporary memory (``compiled.memory_analysis()``) of the compiled scan of gradients of
+    the linear model with the features hoisted (on ``Program.hoist``'s inputs) and without
+    (on the raw inputs, ``sin πx`` and ``cos πx`` computed in the step), and the size of the
+    hoisted arrays."""
+    xs, y = linear_data(n)
+    th, constraint = linear_jno(xs, y)
+    program = jno.core([constraint]).program
+    key = model_key(th)
+    run = scan_of_grads(lambda t, inputs: program.losses({key: t}, inputs).sum(), JNO_JIT)
+    th0 = jnp.array([1.0, -1.0, 0.0])
+    prepared = jax.jit(program.hoist)(program.inputs)
+    hoisted_bytes = sum(a.nbytes for rows in prepared.values()
+                        for a in jax.tree.leaves(rows.get("hoisted", {})))
+    temp = {}
+    for name, inputs in (("hoisted", prepared), ("not hoisted", program.inputs)):
+        temp[name] = run.lower(th0, inputs).compile().memory_analysis().temp_size_in_bytes
+    return {"hoisted_arrays": hoisted_bytes, **temp}
+
+
 # ------------------------------------------------------------------ NUTS per leapfrog
-def nuts_per_leapfrog(n: int, chains=4, draws=300) -> tuple[float, float]:
+def nuts_per_leapfrog(n: int, chains=4, draws=1000) -> tuple[float, float]:
     xs, y = linear_data(n)
     step = 0.5 * SIGMA * np.sqrt(2.0 / n)
     start = np.array([3.14, -2.71, 0.5], np.float32)
@@ -286,14 +315,14 @@ def main():
     ap.add_argument("--grad", action="store_true")
     ap.add_argument("--nuts", action="store_true")
     ap.add_argument("--raissi", action="store_true")
+    ap.add_argument("--memory", action="store_true", help="temporary memory at the largest N")
     ap.add_argument("--quick", action="store_true", help="smaller N range / Raissi budget")
     ap.add_argument("--float64", action="store_true", help="Raissi in float64")
     args = ap.parse_args()
-    if not (args.grad or args.nuts or args.raissi):
-        args.grad = args.nuts = True
+    if not (args.grad or args.nuts or args.raissi or args.memory):
+        args.grad = args.nuts = args.memory = True
     print(f"jax {jax.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, jno XLA CPU defaults applied: "
-          f"{jno.xla_defaults.applied()} (XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})")
+          f"{os.cpu_count()} cores, jno's compile options: {jno.xla_defaults.compiler_options()}")
     sizes = [100, 1000, 10_000] if args.quick else [100, 1000, 10_000, 100_000]
     if args.grad:
         print("\n| workload | N | jno µs/grad | hand µs/grad | jno/hand |\n|---|---|---|---|---|")
@@ -304,12 +333,18 @@ def main():
                 print(f"| {name} | {n:.0e} | {a * 1e6:.1f} | {b * 1e6:.1f} | {a / b:.2f} |",
                       flush=True)
     if args.nuts:
-        print("\n| NUTS, 4 chains x 300 draws | N | jno µs/leapfrog | hand µs/leapfrog | "
+        print("\n| NUTS, 4 chains x 1000 draws | N | jno µs/leapfrog | hand µs/leapfrog | "
               "jno/hand |\n|---|---|---|---|---|")
         for n in sizes:
             a, b = nuts_per_leapfrog(n)
             print(f"| linear model | {n:.0e} | {a * 1e6:.2f} | {b * 1e6:.2f} | {a / b:.2f} |",
                   flush=True)
+    if args.memory:
+        n = sizes[-1]
+        m = step_memory(n)
+        print(f"\nMemory at N = {n:.0e} (compiled scan of gradients, temporaries): hoisted "
+              f"{m['hoisted'] / 2**20:.2f} MiB, not hoisted {m['not hoisted'] / 2**20:.2f} MiB, "
+              f"hoisted arrays {m['hoisted_arrays'] / 2**20:.2f} MiB")
     if args.raissi:
         if args.float64:
             jax.config.update("jax_enable_x64", True)

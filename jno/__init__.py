@@ -6,17 +6,13 @@ lowers them to JAX and ``crux.solve()`` optimises (optax) or samples (blackjax) 
 
 import logging as _logging
 
-from . import xla_defaults as _xla_defaults
-
-_xla_defaults.apply()  # before anything starts JAX's backend (jno/xla_defaults.py)
-
-from . import bayesian, nn, noise, np, sym  # noqa: E402
-from .crux import Crux, core  # noqa: E402
-from .domain import domain  # noqa: E402
-from .solve import balance, trackers  # noqa: E402
-from .solve import resample as sampling  # noqa: E402
-from .trace.derivative import diff  # noqa: E402
-from .trace.node import Placeholder, apply  # noqa: E402
+from . import bayesian, nn, noise, np, sym, xla_defaults
+from .crux import Crux, core
+from .domain import domain
+from .solve import balance, trackers
+from .solve import resample as sampling
+from .trace.derivative import diff
+from .trace.node import Placeholder, apply
 
 __version__ = "0.1.0"
 
@@ -59,5 +55,6 @@ __all__ = [
     "np",
     "sym",
     "trackers",
+    "xla_defaults",
     "__version__",
 ]

@@ -32,6 +32,8 @@ import numpy as np
 from ..lower.causal import causal_metrics, has_causal
 from ..lower.evaluate import model_key
 from ..lower.program import Program
+from ..trace.model import Parameter
+from ..xla_defaults import jit
 from . import checkpoint as ckpt
 from . import resample as resample_mod
 from . import results
@@ -162,6 +164,8 @@ class Solver:
         self._logged_fast = False
         self._warned_nan = False
         self._compiled: dict = {}
+        #: every model a Parameter: per-point arrays are (n, 1)-narrow (jno/xla_defaults.py)
+        self._narrow = all(isinstance(m, Parameter) for m in program.models)
         self._log_configuration()
 
     @property
@@ -309,7 +313,7 @@ class Solver:
                 self.traces[name] += 1
                 return fn(*args, **kw)
 
-            self._compiled[name] = jax.jit(traced, static_argnames=tuple(static))
+            self._compiled[name] = jit(traced, narrow=self._narrow, static_argnames=tuple(static))
         compiled = self._compiled[name]
         return lambda *args: compiled(*args, **static)
 
