@@ -55,7 +55,6 @@ def hoist_key(node: Placeholder) -> str:
     return f"h{node.id:08d}"
 
 
-
 #: point-wise leaves that are inputs already: nothing to gain by hoisting them alone
 _INPUT_LEAVES = ("variable", "data", "noise", "literal")
 
@@ -303,8 +302,8 @@ class Evaluator:
 
     def _reduce(self, node) -> jax.Array:
         child = node.args[0]
-        kind = node.kind
         v = self.value(child)
+        kind = node.kind
         if kind == "causal_mse":
             out, self.aux[node.id] = causal_loss(
                 v, self.value(node.args[1]), node.slices, node.eps, node.t_range
