@@ -1,7 +1,6 @@
 """MCMC posteriors of linear-Gaussian problems against their closed forms (DESIGN §4)."""
 
 import blackjax
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -91,43 +90,6 @@ def test_mala_mse():
     mean, std = exact(dom, data, n / (2 * lam))
     check(a.posterior_samples, b.posterior_samples, mean, std)
     assert set(a.posterior_diagnostics) >= {"acceptance_rate"}
-
-
-def test_custom_random_walk_factory_on_1d_gaussian():
-    def my_rwm(logdensity_fn, step_size):
-        def init_fn(position):
-            return {"position": position, "logdensity": logdensity_fn(position)}
-
-        def step_fn(rng_key, state):
-            k1, k2 = jax.random.split(rng_key)
-            prop = jax.tree.map(
-                lambda p: p + step_size * jax.random.normal(k1, p.shape),
-                state["position"],
-            )
-            new_logd = logdensity_fn(prop)
-            accept = jnp.log(jax.random.uniform(k2)) < new_logd - state["logdensity"]
-            new_state = {
-                "position": jax.tree.map(lambda x, y: jnp.where(accept, y, x),
-                                         state["position"], prop),
-                "logdensity": jnp.where(accept, new_logd, state["logdensity"]),
-            }
-            return new_state, {"accepted": accept}
-
-        return blackjax.SamplingAlgorithm(init_fn, step_fn)
-
-    obs = np.array([[1.2], [0.7], [1.9], [1.4], [0.9]], dtype=np.float32)
-    sd = jno.domain(constructor=jno.domain.points(np.arange(5.0)[:, None]))
-    y = sd.variable("y", obs)
-    c = jno.np.parameter((1,), name="c", init=0.0)
-    c.bayesian(my_rwm, step_size=0.5, warmup=500, keep=8000, num_chains=4,
-               prior=jno.bayesian.priors.gaussian(sigma=1.0))
-    crux = jno.core([(c - y).gaussian(std=0.5)])
-    crux.solve()
-    # conjugate: prior N(0, 1), 5 observations with variance 0.25
-    prec = 1.0 + 5 / 0.25
-    mean, std = obs.sum() / 0.25 / prec, np.sqrt(1 / prec)
-    assert_gaussian_within(np.asarray(c.posterior_samples)[..., 0], mean, std)
-    assert "accepted" in c.posterior_diagnostics
 
 
 def test_sgld_with_batches_recovers_posterior_mean():

@@ -166,6 +166,23 @@ def test_custom_random_walk_factory_on_a_foundax_network():
     assert 0.05 < accepted.mean() < 0.95
 
 
+def test_custom_random_walk_factory_gives_the_conjugate_posterior():
+    """The guide's ``my_rwm`` on a scalar with a conjugate Gaussian posterior."""
+    obs = np.array([[1.2], [0.7], [1.9], [1.4], [0.9]], dtype=np.float32)
+    sd = jno.domain(constructor=jno.domain.points(np.arange(5.0)[:, None]))
+    y = sd.variable("y", obs)
+    c = jno.np.parameter((1,), name="c", init=0.0)
+    c.bayesian(my_rwm, step_size=0.5, warmup=500, keep=8000, num_chains=4,
+               prior=jno.bayesian.priors.gaussian(sigma=1.0))
+    crux = jno.core([(c - y).gaussian(std=0.5)])
+    crux.solve()
+    # conjugate: prior N(0, 1), 5 observations with variance 0.25
+    prec = 1.0 + 5 / 0.25
+    mean, std = obs.sum() / 0.25 / prec, np.sqrt(1 / prec)
+    assert_gaussian_within(np.asarray(c.posterior_samples)[..., 0], mean, std)
+    assert "accepted" in c.posterior_diagnostics
+
+
 # ---------------------------------------------------------------------- mixed mode
 def test_mixed_encoder_optimised_head_sampled():
     dom = jno.domain(constructor=jno.domain.rect(mesh_size=0.1))
