@@ -78,8 +78,9 @@ def kept_line_search(opt_state):
 class OptaxBlock(Block):
     """Point estimates of the trained models (no population axis).
 
-    ``groups``: ``{group key: (transformation, model keys)}`` (:func:`optimizer_groups`); a
-    view made by :meth:`for_substep` steps only the groups of its substep.
+    ``all_groups``: ``{group key: (transformation, model keys)}`` (:func:`optimizer_groups`),
+    one optax state each; ``groups``: those a step moves (all of them, or a substep's in a view
+    made by :meth:`for_substep`).
     ``static_objective``: the objective is the same function at every step, so a step may take
     its value and gradient from the line search of the step before (module docstring); set by
     the engine, off by default, carried by :meth:`for_substep`.
@@ -94,7 +95,8 @@ class OptaxBlock(Block):
     def __init__(self, members, txs: dict[str, Any], groups=None):
         super().__init__(None, members)
         self.txs = txs
-        self.groups = optimizer_groups(txs) if groups is None else groups
+        self.all_groups = optimizer_groups(txs)  # the groups the state holds
+        self.groups = self.all_groups if groups is None else groups  # the groups a step moves
         self.static_objective = False
 
     @property
@@ -104,7 +106,7 @@ class OptaxBlock(Block):
     def init(self, key, position, objective, tuned):
         opt = {
             g: tx.init(trainable({k: position[k] for k in keys}))
-            for g, (tx, keys) in optimizer_groups(self.txs).items()
+            for g, (tx, keys) in self.all_groups.items()
         }
         return OptaxState(position, opt)
 
@@ -162,7 +164,7 @@ class OptaxBlock(Block):
         opt = dict(kernel.opt_state)
         for g, state in opt.items():
             if kept_line_search(state) is not None:
-                tx, keys = optimizer_groups(self.txs)[g]
+                tx, keys = self.all_groups[g]
                 opt[g] = tx.init(trainable({k: kernel.params[k] for k in keys}))
         return OptaxState(kernel.params, opt)
 
