@@ -274,7 +274,7 @@ def chunk_memory(k: int, method: str) -> int:
     )  # fmt: skip
     crux = jno.core([(net(x) - jno.np.sin(jno.np.pi * x)).gaussian(std=SIGMA)], chain_method=method)
     solver = crux.solver
-    engine = solver._engine(None, None)
+    engine = solver.engine_for(None, None)
     fn = jax.jit(engine.run_chunk, static_argnames=("length", "stride", "with_losses", "partial"))
     lowered = fn.lower(
         solver.state, jnp.asarray(10, jnp.int32), length=10, stride=1, with_losses=False,

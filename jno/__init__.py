@@ -11,6 +11,10 @@ from .crux import Crux, core
 from .domain import domain
 from .solve import balance, trackers
 from .solve import resample as sampling
+from .solve.checkpoint import CheckpointError
+from .solve.draw_store import StoredDraws
+from .solve.options import SolveOptions
+from .solve.records import ChunkInfo
 from .trace.derivative import diff
 from .trace.node import Placeholder, apply
 
@@ -41,8 +45,12 @@ if not _log.handlers and not _logging.getLogger().handlers:
     _log.setLevel(_logging.INFO)
 
 __all__ = [
+    "CheckpointError",
+    "ChunkInfo",
     "Crux",
     "Placeholder",
+    "SolveOptions",
+    "StoredDraws",
     "balance",
     "bayesian",
     "core",

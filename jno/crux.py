@@ -17,6 +17,7 @@ from .solve.draw_store import has_stored, is_sample_leaf
 from .solve.driver import Solver
 from .solve.history import History
 from .solve.layout import as_mesh, check_chain_method
+from .solve.options import SolveOptions, options_doc, solve_signature
 from .solve.streams import key_streams
 from .trace.model import Model, Parameter
 from .trace.node import Placeholder, as_node
@@ -70,78 +71,24 @@ class Crux:
     def models(self) -> list[Model]:
         return list(self.program.models)
 
-    def solve(
-        self,
-        epochs: int | None = None,
-        *,
-        print_rate: int | None = None,
-        progress: bool | None = None,
-        batch_size: int | None = None,
-        substeps=None,
-        callbacks=None,
-        checkpoint=None,
-        checkpoint_every: int = 10,
-        resume_from=None,
-        until=None,
-        max_epochs: int | None = None,
-        trackers=None,
-        store=None,
-        resample=None,
-    ) -> History:
+    def solve(self, epochs: int | None = None, **options) -> History:
         """Run ``epochs`` steps (default for Bayesian solves: ``warmup + keep*thin``).
 
         Args:
             epochs: outer steps, warm-up included. A second call continues.
-            print_rate: steps per compiled chunk (progress, history and callbacks between
-                chunks). Default 100.
-            progress: show a tqdm bar (default: when stderr is a terminal).
-            batch_size: subsample this many points per point set per step (SG-MCMC); sums and
-                likelihoods are scaled by ``N/n``.
-            callbacks: callables receiving a :class:`~jno.solve.driver.ChunkInfo` after each
-                chunk; raising ``KeyboardInterrupt`` stops and keeps what was collected.
-            checkpoint: a file to write the whole solve state to (parameters, optimizer and
-                kernel states, adapted step sizes and mass matrices, kept draws, history, step)
-                every ``checkpoint_every`` chunks, at the end, on Ctrl-C and on SIGTERM
-                (then the process exits with status 143). Written atomically.
-            checkpoint_every: chunks between checkpoints (default 10).
-            resume_from: a checkpoint written by the same script: the solve continues from it
-                to this call's end (``epochs`` counts from the step the interrupted call
-                started at), giving the draws of an uninterrupted run. A checkpoint of another
-                problem raises :class:`~jno.solve.checkpoint.CheckpointError`.
-            until: a stopping rule, e.g. ``jno.bayesian.converged(rhat=1.01, ess=400)``,
-                checked after every chunk; the solve stops at the first chunk where it holds.
-            max_epochs: the budget of steps for ``until=``.
-            trackers: objects with ``log(metrics, step)`` called after every chunk
-                (:mod:`jno.trackers`); default: wandb when a wandb run is active.
-            store: a directory for a zarr store (``pip install 'jno[stream]'``) the draws
-                stream to as they are made, so host memory holds one chunk of records instead
-                of ``keep`` draws; ``posterior_samples`` then holds lazy
-                :class:`~jno.solve.draw_store.StoredDraws` views. A fresh solve replaces the
-                store; later solves of the crux keep streaming to it; ``resume_from`` reopens
-                the store its checkpoint recorded (or ``store``, if it moved).
-            resample: adaptive collocation, ``jno.sampling.rad(x, every=1000)`` or
-                ``jno.sampling.rar_d(x, ...)`` (or a list, one per point set): the points
-                move between chunks to where the residual is large, without recompiling.
+            **options: the keywords of :class:`jno.solve.options.SolveOptions` (documented
+                there, each validated before anything runs): ``print_rate``, ``progress``,
+                ``batch_size``, ``substeps``, ``callbacks``, ``checkpoint``,
+                ``checkpoint_every``, ``resume_from``, ``until``, ``max_epochs``,
+                ``trackers``, ``store``, ``resample``.
 
         Returns:
             The :class:`History` of all solves so far.
         """
-        return self.solver.solve(
-            epochs,
-            print_rate=print_rate,
-            progress=progress,
-            batch_size=batch_size,
-            substeps=substeps,
-            callbacks=callbacks,
-            checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
-            resume_from=resume_from,
-            until=until,
-            max_epochs=max_epochs,
-            trackers=trackers,
-            store=store,
-            resample=resample,
-        )
+        return self.solver.solve(epochs, SolveOptions.from_keywords(options))
+
+    solve.__signature__ = solve_signature()
+    solve.__doc__ += options_doc()
 
     def condition(self, data: dict, *, warm_start: bool = False, dataset: int | None = None):
         """Put new data in place of the arrays the compiled program reads, without recompiling.

@@ -58,7 +58,7 @@ def nuts(first: bool = False, checkpoint=None, **layout):
     )
     starts = None
     if first and jax.process_count() == 1:  # the jittered starts, before the transition
-        crux.solver._engine(None, None)
+        crux.solver.engine_for(None, None)
         (pos,) = crux.solver.engine.positions(crux.solver.state)[0].values()
         starts = np.asarray(pos)[:, 0].tolist()
     crux.solve(checkpoint=checkpoint)

@@ -54,6 +54,31 @@ def test_the_hoisted_arrays_are_the_parameter_free_subexpressions():
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
+def test_a_reduction_over_points_is_never_hoisted():
+    """``y - mean(y)`` depends on no model, but its mean is over the rows a step sees (a
+    subsample under ``batch_size``), so it stays in the step; ``sin πx`` beside it is hoisted.
+    Found by tests/test_lowering_properties.py: hoisting it had evaluated the whole batch,
+    parameters included, without parameters (a KeyError)."""
+    dom = jno.domain(constructor=jno.domain.points(XS))
+    x, _ = dom.variable("interior")
+    y = dom.variable("y", Y)
+    a = jno.np.parameter((1,), name="a", init=0.5)
+    centred = y - y.mean
+    feature = jno.np.sin(jno.np.pi * x)
+    program = jno.core([(a * x).mse, (feature - centred).mse]).program
+    assert sorted(i for ids in program.plan.hoistable.values() for i in ids) == [feature.id]
+    p = program.initial_params()
+    want = [np.mean((0.5 * XS) ** 2), np.mean((np.sin(np.pi * XS) - (Y - Y.mean())) ** 2)]
+    np.testing.assert_allclose(program.losses(p, program.hoist(program.inputs)), want, rtol=1e-5)
+    rows = {next(iter(program.inputs)): jnp.arange(0, 19, 3)}  # a subsample: 7 of 19 rows
+    from jno.lower.evaluate import subsample_inputs
+
+    sub = subsample_inputs(program.hoist(program.inputs), rows)
+    ys, xs = Y[::3], XS[::3]
+    want = [np.mean((0.5 * xs) ** 2), np.mean((np.sin(np.pi * xs) - (ys - ys.mean())) ** 2)]
+    np.testing.assert_allclose(program.losses(p, sub), want, rtol=1e-5)
+
+
 def test_nothing_that_moves_is_hoisted():
     dom = jno.domain(constructor=jno.domain.points(XS))
     x, _ = dom.variable("interior")

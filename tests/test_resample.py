@@ -105,7 +105,7 @@ def test_continuation_and_no_recompilation():
     steps, _ = crux.history.metrics["resample:line.interior"]
     assert steps.tolist() == [99, 199, 299]
     # new coordinates, the same compiled chunk: one full and no partial chunk variant
-    assert sorted(k for k in crux.solver._compiled if k.startswith("chunk")) == ["chunk50/1/True/False"]
+    assert sorted(k for k in crux.solver.compiled.functions if k.startswith("chunk")) == ["chunk50/1/True/False"]
 
 
 def test_configuration_errors_name_the_fix():

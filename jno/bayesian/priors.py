@@ -35,6 +35,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# The Gaussian is the configurators' default prior, so it is defined below the solve layer
+# (jno.trace.prior) with the leaf helpers; it is documented and exported here with the others.
+from ..trace.prior import (
+    Gaussian,
+    draw_like,
+    fan_in_sigma,
+    float_leaves,
+    gaussian,
+    gaussian_logpdf,
+    positive,
+    total,
+)
+
 __all__ = [
     "Gaussian",
     "LayerwiseGaussian",
@@ -46,93 +59,6 @@ __all__ = [
     "student_t",
     "validate_prior",
 ]
-
-_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-def _float_leaves(tree: Any) -> list[jax.Array]:
-    """Floating-point array leaves of ``tree`` (works on tracers inside jit/vmap)."""
-    return [
-        leaf
-        for leaf in jax.tree.leaves(tree)
-        if isinstance(leaf, jax.Array | np.ndarray) and jnp.issubdtype(leaf.dtype, jnp.floating)
-    ]
-
-
-def _positive(name: str, value: float, factory: str) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"priors.{factory}: {name} must be a finite number > 0, got {value}.")
-    return value
-
-
-def _fan_in_sigma(leaf: jax.Array, weight_sigma: float, other_sigma: float, aware: bool) -> float:
-    """σ of one leaf: ``weight_sigma / sqrt(fan_in)`` for matrices when ``aware``."""
-    if leaf.ndim < 2:
-        return other_sigma
-    return weight_sigma / math.sqrt(leaf.shape[-1]) if aware else weight_sigma
-
-
-def _gaussian_logpdf(leaf: jax.Array, sigma: float) -> jax.Array:
-    """Σ_i log N(θ_i | 0, σ²) = -Σθ²/(2σ²) - n·log(σ√(2π))."""
-    return -0.5 * jnp.sum(jnp.square(leaf)) / sigma**2 - leaf.size * (
-        math.log(sigma) + _LOG_SQRT_2PI
-    )
-
-
-def _draw(like: Any, key: jax.Array, draw_leaf) -> Any:
-    """``like`` with every floating-point array leaf replaced by ``draw_leaf(key_i, leaf)``
-    (one key per leaf, split from ``key``); other leaves unchanged."""
-    leaves, treedef = jax.tree.flatten(like)
-    keys = jax.random.split(key, max(len(leaves), 1))
-    out = [
-        draw_leaf(k, leaf).astype(leaf.dtype)
-        if isinstance(leaf, jax.Array | np.ndarray) and jnp.issubdtype(leaf.dtype, jnp.floating)
-        else leaf
-        for k, leaf in zip(keys, leaves)
-    ]
-    return jax.tree.unflatten(treedef, out)
-
-
-def _total(terms: list[jax.Array]) -> jax.Array:
-    return jnp.sum(jnp.stack(terms)) if terms else jnp.zeros(())
-
-
-@dataclass(frozen=True)
-class Gaussian:
-    r"""Independent :math:`N(0, \sigma_\ell^2)` on every component.
-
-    .. math::
-
-        \log p(\theta) = \sum_\ell \Big[-\frac{\|\theta_\ell\|^2}{2\sigma_\ell^2}
-                         - n_\ell \log(\sigma_\ell \sqrt{2\pi})\Big],
-
-    with :math:`\sigma_\ell = \sigma` or, when ``fan_in_aware`` and leaf ℓ has ndim >= 2,
-    :math:`\sigma/\sqrt{\text{shape}_\ell[-1]}`.
-    """
-
-    sigma: float = 10.0
-    fan_in_aware: bool = False
-
-    def sample(self, key: jax.Array, like: Any) -> Any:
-        """A draw from the prior, shaped like ``like`` (its float leaves; simulation-based
-        calibration draws parameters with it)."""
-        return _draw(
-            like,
-            key,
-            lambda k, leaf: _fan_in_sigma(leaf, self.sigma, self.sigma, self.fan_in_aware)
-            * jax.random.normal(k, leaf.shape),
-        )
-
-    def __call__(self, params: Any) -> jax.Array:
-        return _total(
-            [
-                _gaussian_logpdf(
-                    leaf, _fan_in_sigma(leaf, self.sigma, self.sigma, self.fan_in_aware)
-                )
-                for leaf in _float_leaves(params)
-            ]
-        )
 
 
 @dataclass(frozen=True)
@@ -146,13 +72,13 @@ class Laplace:
 
     def sample(self, key: jax.Array, like: Any) -> Any:
         """A draw from the prior, shaped like ``like``."""
-        return _draw(like, key, lambda k, leaf: self.scale * jax.random.laplace(k, leaf.shape))
+        return draw_like(like, key, lambda k, leaf: self.scale * jax.random.laplace(k, leaf.shape))
 
     def __call__(self, params: Any) -> jax.Array:
-        return _total(
+        return total(
             [
                 -jnp.sum(jnp.abs(leaf)) / self.scale - leaf.size * math.log(2.0 * self.scale)
-                for leaf in _float_leaves(params)
+                for leaf in float_leaves(params)
             ]
         )
 
@@ -173,7 +99,9 @@ class StudentT:
 
     def sample(self, key: jax.Array, like: Any) -> Any:
         """A draw from the prior, shaped like ``like``."""
-        return _draw(like, key, lambda k, leaf: self.scale * jax.random.t(k, self.df, leaf.shape))
+        return draw_like(
+            like, key, lambda k, leaf: self.scale * jax.random.t(k, self.df, leaf.shape)
+        )
 
     def __call__(self, params: Any) -> jax.Array:
         nu, s = self.df, self.scale
@@ -183,10 +111,10 @@ class StudentT:
             - 0.5 * math.log(nu * math.pi)
             - math.log(s)
         )
-        return _total(
+        return total(
             [
                 leaf.size * const - 0.5 * (nu + 1.0) * jnp.sum(jnp.log1p(jnp.square(leaf / s) / nu))
-                for leaf in _float_leaves(params)
+                for leaf in float_leaves(params)
             ]
         )
 
@@ -206,38 +134,30 @@ class LayerwiseGaussian:
 
     def sample(self, key: jax.Array, like: Any) -> Any:
         """A draw from the prior, shaped like ``like``."""
-        return _draw(
+        return draw_like(
             like,
             key,
-            lambda k, leaf: _fan_in_sigma(
-                leaf, self.base_sigma, self.default_sigma, self.fan_in_aware
-            )
-            * jax.random.normal(k, leaf.shape),
+            lambda k, leaf: (
+                fan_in_sigma(leaf, self.base_sigma, self.default_sigma, self.fan_in_aware)
+                * jax.random.normal(k, leaf.shape)
+            ),
         )
 
     def __call__(self, params: Any) -> jax.Array:
-        return _total(
+        return total(
             [
-                _gaussian_logpdf(
+                gaussian_logpdf(
                     leaf,
-                    _fan_in_sigma(leaf, self.base_sigma, self.default_sigma, self.fan_in_aware),
+                    fan_in_sigma(leaf, self.base_sigma, self.default_sigma, self.fan_in_aware),
                 )
-                for leaf in _float_leaves(params)
+                for leaf in float_leaves(params)
             ]
         )
 
 
-def gaussian(sigma: float = 10.0, fan_in_aware: bool = False) -> Gaussian:
-    """Independent zero-mean Gaussian prior; σ=10 is the wide default of ``.bayesian()``.
-
-    ``fan_in_aware=True`` scales σ by ``1/sqrt(shape[-1])`` on leaves with ndim >= 2.
-    """
-    return Gaussian(_positive("sigma", sigma, "gaussian"), bool(fan_in_aware))
-
-
 def laplace(scale: float = 1.0) -> Laplace:
     """Independent zero-mean Laplace prior with scale ``b = scale``."""
-    return Laplace(_positive("scale", scale, "laplace"))
+    return Laplace(positive("scale", scale, "laplace"))
 
 
 def student_t(df: float = 4.0, scale: float = 1.0) -> StudentT:
@@ -248,7 +168,7 @@ def student_t(df: float = 4.0, scale: float = 1.0) -> StudentT:
             f"priors.student_t: df must be a finite number > 2 (finite prior variance), "
             f"got df={df}. Use df=3 or 4 for a heavy-tailed prior."
         )
-    return StudentT(df, _positive("scale", scale, "student_t"))
+    return StudentT(df, positive("scale", scale, "student_t"))
 
 
 def layerwise_gaussian(
@@ -257,8 +177,8 @@ def layerwise_gaussian(
     """Layer-wise Gaussian BNN prior: ``base_sigma/sqrt(fan_in)`` on weights, ``default_sigma``
     on biases (Sun et al. 2019; Wenzel et al. 2020)."""
     return LayerwiseGaussian(
-        _positive("base_sigma", base_sigma, "layerwise_gaussian"),
-        _positive("default_sigma", default_sigma, "layerwise_gaussian"),
+        positive("base_sigma", base_sigma, "layerwise_gaussian"),
+        positive("default_sigma", default_sigma, "layerwise_gaussian"),
         bool(fan_in_aware),
     )
 

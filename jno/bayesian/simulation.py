@@ -48,10 +48,10 @@ class Simulator:
 
     def __init__(self, crux, simulate=None):
         solver = crux.solver
-        solver._sync_configuration()
+        solver.sync_configuration()
         self.program = solver.program
         # the models' values when the solve state was first built (or now, before it is)
-        self.initial = solver._initial or solver.program.initial_params()
+        self.initial = solver.initial or solver.program.initial_params()
         self.streams = solver.base_streams
         self.members = []
         for blk in solver.plan.sampling:
@@ -147,12 +147,7 @@ class Simulator:
     # ------------------------------------------------------------------ simulate=None
     def _noise_residuals(self) -> list[tuple[Noise, Placeholder]]:
         """``(noise leaf, the residual reading it)`` for every noise leaf of the crux."""
-        residuals = []
-        for c in self.program.constraints:
-            for n in c.walk():
-                if n.op in ("reduce", "gaussian") and n.args and n.args[0].pointset is not None:
-                    if all(n.args[0] is not r for r in residuals):
-                        residuals.append(n.args[0])
+        residuals = self.program.plan.residuals()
         reads = {id(r): GraphPlan([r]).noise_on for r in residuals}
         pairs = []
         for pk, noises in self.program.plan.noise_on.items():

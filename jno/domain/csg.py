@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .geometry import Face, Geometry, Points
+from .geometry import SET_OPERATIONS, Face, Geometry, Points
 
 _SYMBOL = {"union": "|", "intersection": "&", "difference": "-"}
 
@@ -100,7 +100,7 @@ class CSG(Geometry):
                     f"{op}: the {name} operand must be a geometry such as jno.domain.rect(...), "
                     f"got {type(g).__name__}"
                 )
-            if isinstance(g, Points) or not g._faces:
+            if isinstance(g, Points) or not g.faces:
                 raise ValueError(
                     f"{op}: the {name} operand ({g.label}) has no inside test; combine rect, box, "
                     "disk, polygon or ball geometries"
@@ -140,11 +140,11 @@ class CSG(Geometry):
         sign_b = -1.0 if op == "difference" else 1.0
 
         # Boundary pieces (for sampling).
-        for f in a._faces:
-            self._faces.append(_wrap_face(f, keep_a, 1.0, f.tags))
-        for f in b._faces:
+        for f in a.faces:
+            self.faces.append(_wrap_face(f, keep_a, 1.0, f.tags))
+        for f in b.faces:
             tags = ("inner",) if op == "difference" else f.tags
-            self._faces.append(_wrap_face(f, keep_b, sign_b, tags))
+            self.faces.append(_wrap_face(f, keep_b, sign_b, tags))
 
         # Grid nodes and normals of every boundary tag.
         pieces: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"boundary": []}
@@ -224,3 +224,7 @@ def difference(a: Geometry, b: Geometry) -> CSG:
     pointing into ``b`` (out of the result). Raises ``ValueError`` if nothing is left.
     """
     return CSG("difference", a, b)
+
+
+# ``a | b``, ``a & b`` and ``a - b`` on every geometry.
+SET_OPERATIONS.update(union=union, intersection=intersection, difference=difference)

@@ -17,7 +17,8 @@ Conventions shared by every geometry:
   sampled uniformly from that set, with replacement.
 
 Constructive solid geometry (:func:`union`, :func:`intersection`, :func:`difference`, or the
-operators ``a | b``, ``a & b``, ``a - b``) lives in :mod:`jno.domain.csg`.
+operators ``a | b``, ``a & b``, ``a - b``) lives in :mod:`jno.domain.csg`, which fills in
+:data:`SET_OPERATIONS`, the table the operators call.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ _CHUNK = 1 << 15
 
 DrawFn = Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 KeepFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+# The operators ``a | b``, ``a & b``, ``a - b`` of every geometry: ``{"union": union, ...}``,
+# filled in by :mod:`jno.domain.csg` (imported with :mod:`jno.domain`), which builds on this
+# module; so this module does not import it back.
+SET_OPERATIONS: dict[str, Callable[[Geometry, Geometry], Geometry]] = {}
 
 
 def sample_from_set(points: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -155,7 +161,7 @@ class Geometry:
     """Base class: a spatial region with named point tags.
 
     Subclasses set ``label`` and ``dim``, fill ``self._tags`` (grid points per tag),
-    ``self._normals`` (outward unit normals per boundary tag) and ``self._faces`` (the boundary
+    ``self._normals`` (outward unit normals per boundary tag) and ``self.faces`` (the boundary
     pieces, for sampling), and implement :meth:`sdf` and :attr:`bounds` to take part in
     constructive solid geometry (``a | b``, ``a & b``, ``a - b``).
     """
@@ -166,7 +172,7 @@ class Geometry:
     def __init__(self) -> None:
         self._tags: dict[str, np.ndarray] = {}
         self._normals: dict[str, np.ndarray] = {}
-        self._faces: list[Face] = []
+        self.faces: list[Face] = []
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -232,10 +238,10 @@ class Geometry:
         """``n`` points uniform in the region of ``tag`` and their outward unit normals.
 
         The normals are ``None`` for a tag without normals (``"interior"``). The default draws
-        ``"interior"`` by rejection from :attr:`bounds`, boundary tags from :attr:`_faces`
+        ``"interior"`` by rejection from :attr:`bounds`, boundary tags from :attr:`faces`
         (by rejection where pieces are cut) and any other tag from its finite point set.
         """
-        if tag == "interior" and self._faces:
+        if tag == "interior" and self.faces:
             return self._sample_inside(n, rng), None
         faces = self._faces_of(tag)
         if faces:
@@ -246,8 +252,8 @@ class Geometry:
 
     def _faces_of(self, tag: str) -> list[Face]:
         if tag == "boundary":
-            return list(self._faces)
-        return [f for f in self._faces if tag in f.tags]
+            return list(self.faces)
+        return [f for f in self.faces if tag in f.tags]
 
     def _sample_inside(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Uniform in the region by rejection from the bounding box."""
@@ -268,19 +274,13 @@ class Geometry:
 
     # -- constructive solid geometry ----------------------------------------------------
     def __or__(self, other: Geometry) -> Geometry:
-        from .csg import union
-
-        return union(self, other)
+        return SET_OPERATIONS["union"](self, other)
 
     def __and__(self, other: Geometry) -> Geometry:
-        from .csg import intersection
-
-        return intersection(self, other)
+        return SET_OPERATIONS["intersection"](self, other)
 
     def __sub__(self, other: Geometry) -> Geometry:
-        from .csg import difference
-
-        return difference(self, other)
+        return SET_OPERATIONS["difference"](self, other)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v.shape[0]}" for k, v in self._tags.items())
@@ -358,7 +358,7 @@ class Box(Geometry):
                 normal = np.zeros(self.dim)
                 normal[i] = 1.0 if side else -1.0
                 tags = tuple(name for name, s in names if s == side)
-                self._faces.append(
+                self.faces.append(
                     Face(tags, self._face_area(i), self._face_drawer(i, side, normal))
                 )
 
@@ -441,7 +441,7 @@ class Disk(Geometry):
         self._tags["interior"] = np.concatenate([inside, circle])
         self._tags["boundary"] = circle
         self._normals["boundary"] = self._unit_circle(angles)
-        self._faces.append(Face((), 2 * math.pi * self.radius, self._draw_circle))
+        self.faces.append(Face((), 2 * math.pi * self.radius, self._draw_circle))
 
     @staticmethod
     def _unit_circle(angles: np.ndarray) -> np.ndarray:
@@ -513,7 +513,7 @@ class Ball(Geometry):
         self._tags["interior"] = np.concatenate([inside, sphere])
         self._tags["boundary"] = sphere
         self._normals["boundary"] = unit
-        self._faces.append(Face((), 4 * math.pi * self.radius**2, self._draw_sphere))
+        self.faces.append(Face((), 4 * math.pi * self.radius**2, self._draw_sphere))
 
     def _draw_sphere(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         unit = _unit(rng.normal(size=(n, 3)))
@@ -647,7 +647,7 @@ class Polygon(Geometry):
             name = f"edge{i}"
             self._tags[name] = edge_tags[name]
             self._normals[name] = np.tile(edge_normals[i], (edge_tags[name].shape[0], 1))
-            self._faces.append(Face((name,), float(lengths[i]), self._edge_drawer(i)))
+            self.faces.append(Face((name,), float(lengths[i]), self._edge_drawer(i)))
 
     @staticmethod
     def _check_folds(d: np.ndarray, scale: float) -> None:

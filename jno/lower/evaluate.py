@@ -5,6 +5,8 @@ its point set; all point-wise sub-graphs of one point set that are needed at the
 share one vmap (and one memo, so common sub-expressions are computed once). Derivatives are
 nested forward-mode AD (``jax.jvp``) of the per-point function with respect to the point's
 coordinates. Global nodes (parameters, literals, reductions) are evaluated once, outside vmap.
+Every node lowers itself (``lower_global`` / ``lower_point`` of its class, which call back
+:class:`Evaluator`); this module plans the batches and walks the graph by node properties.
 
 ``inputs`` is a pytree ``{pointset_key: {"coords": (n, d), "data": {...}, "noise": {...},
 "scale": ()}}`` whose rows may be a subsample of the point set (``scale = N/n``).
@@ -22,9 +24,9 @@ so points or data changed between chunks (``crux.condition``, resampling) are al
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -32,8 +34,6 @@ import jax.numpy as jnp
 
 from ..trace.node import Noise, Placeholder
 from ..trace.pointset import default_float
-from ..trace.reduction import SUM_LIKE
-from .causal import causal_loss
 
 
 # Keys are zero-padded creation counters: jax orders dict keys by string, so padding keeps
@@ -55,10 +55,6 @@ def hoist_key(node: Placeholder) -> str:
     return f"h{node.id:08d}"
 
 
-#: point-wise leaves that are inputs already: nothing to gain by hoisting them alone
-_INPUT_LEAVES = ("variable", "data", "noise", "literal")
-
-
 class GraphPlan:
     """Static analysis of the graphs rooted at ``roots``: batches of point-wise roots."""
 
@@ -74,11 +70,7 @@ class GraphPlan:
         self.noise_on: dict[str, dict[str, Noise]] = defaultdict(dict)
         seen_models = set()
         for n in nodes.values():
-            model = (
-                getattr(n, "model", None)
-                if n.op == "call"
-                else (n if n.op == "parameter" else None)
-            )
+            model = n.reads_model
             if model is not None and model.uid not in seen_models:
                 seen_models.add(model.uid)
                 self.models.append(model)
@@ -88,14 +80,14 @@ class GraphPlan:
         # Point-wise roots: point-wise nodes consumed by global nodes (or requested directly).
         self.pw_roots: set[int] = set()
         for n in nodes.values():
-            if n.pointset is None and n.op != "noise":
+            if not n.per_point:
                 for c in n.children():
                     if c.pointset is not None:
                         self.pw_roots.add(c.id)
         for r in self.roots:
             if r.pointset is not None:
                 self.pw_roots.add(r.id)
-            if r.op == "noise":
+            if r.adopts_pointset:
                 raise ValueError(
                     "jno.noise used on its own: add it to a point-wise expression, e.g. "
                     "`target = f(x) + jno.noise.gaussian(std=0.1)`"
@@ -109,45 +101,51 @@ class GraphPlan:
         for (pk, _), rids in self.batches.items():
             for rid in rids:
                 for n in self._pointwise_region(nodes[rid]):
-                    if n.op == "noise":
+                    if isinstance(n, Noise):
                         self.noise_on[pk][noise_key(n)] = n
         self.hoistable: dict[str, list[int]] = self._find_hoistable()
         for n in nodes.values():
-            if n.pointset is None and n.op not in ("noise",):
-                for c in n.children():
-                    if c.op == "noise":
-                        raise ValueError(
-                            "jno.noise must be combined with a point-wise expression (on a "
-                            "domain's points) before it is reduced."
-                        )
+            if not n.per_point and any(c.adopts_pointset for c in n.children()):
+                raise ValueError(
+                    "jno.noise must be combined with a point-wise expression (on a "
+                    "domain's points) before it is reduced."
+                )
 
     def _find_hoistable(self) -> dict[str, list[int]]:
         """``{pointset key: [node ids]}``: the largest point-wise sub-expressions of each batch
-        that depend on no model and no redrawn noise (and are more than an input leaf)."""
+        that depend on no model, no redrawn noise and no reduction over points (and are more
+        than an input leaf). A reduction is excluded because its value depends on the rows a
+        step sees: under ``batch_size`` it is taken over the step's subsample, not over all
+        the points a hoisted value would have been computed on."""
         free: dict[int, bool] = {}
+        reads_points: dict[int, bool] = {}
+
+        def over_points(n: Placeholder) -> bool:
+            if n.id not in reads_points:
+                own = n.pointset is not None
+                reads_points[n.id] = own or any(over_points(c) for c in n.children())
+            return reads_points[n.id]
 
         def parameter_free(n: Placeholder) -> bool:
             if n.id not in free:
-                own = n.op not in ("parameter", "call") and not (
-                    n.op == "noise" and getattr(n, "redraw", False)
-                )
+                own = not n.reads_parameters and not n.redrawn
+                if not n.per_point and over_points(n):  # a reduction (or a value of one)
+                    own = False
                 free[n.id] = own and all(parameter_free(c) for c in n.children())
             return free[n.id]
 
         out: dict[str, list[int]] = defaultdict(list)
         for (pk, _), rids in self.batches.items():
-            region = {
-                n.id: n for rid in rids for n in self._pointwise_region(self.nodes[rid])
-            }
+            region = {n.id: n for rid in rids for n in self._pointwise_region(self.nodes[rid])}
             consumers: dict[int, list[Placeholder]] = defaultdict(list)
             for n in region.values():
-                if n.pointset is not None or n.op == "noise":
+                if n.per_point:
                     for c in n.children():
                         consumers[c.id].append(n)
             for n in region.values():
                 if (
                     n.pointset is None
-                    or n.op in _INPUT_LEAVES
+                    or n.is_input_leaf
                     or not parameter_free(n)
                     or n.id in out[pk]
                 ):
@@ -166,18 +164,29 @@ class GraphPlan:
                 continue
             seen.add(n.id)
             out.append(n)
-            if n.pointset is None and n is not root and n.op != "noise":
+            if not n.per_point and n is not root:
                 continue
             stack.extend(n.children())
         return out
 
+    def residuals(self) -> list[Placeholder]:
+        """Every point-wise residual a reduction or likelihood of the graphs consumes, each
+        once, in the order a walk of the roots meets them."""
+        found: dict[int, Placeholder] = {}
+        for root in self.roots:
+            for n in root.walk():
+                r = n.residual
+                if r is not None and r.pointset is not None:
+                    found.setdefault(r.id, r)
+        return list(found.values())
+
     def global_deps(self, root: Placeholder):
+        """The global values the per-point function of ``root`` reads, computed before its
+        vmap (leaves are read where they are used)."""
         return [
             n
             for n in self._pointwise_region(root)
-            if n.pointset is None
-            and n.op not in ("noise", "literal", "parameter")
-            and n is not root
+            if not n.per_point and not n.is_leaf and n is not root
         ]
 
     def plevel(self, root: Placeholder) -> int:
@@ -191,17 +200,48 @@ class GraphPlan:
             for c in node.children():
                 if c.pointset is not None:
                     level = max(level, 1 + self.plevel(c))
-                elif c.op != "noise":
+                elif not c.adopts_pointset:
                     level = max(level, self.glevel(c))
             self._glevel[node.id] = level
         return self._glevel[node.id]
 
 
+class Point(NamedTuple):
+    """One row of a point set inside the per-point function, as node lowerings see it.
+
+    ``row`` holds the row's ``data`` and ``noise``; ``memo`` the values computed at this point;
+    ``hoisted`` the hoisted values of the row (empty inside a derivative).
+    """
+
+    coords: jax.Array
+    row: dict
+    memo: dict
+    hoisted: dict
+
+    def data(self, name: str) -> jax.Array:
+        return self.row["data"][name]
+
+    def noise(self, node: Noise) -> jax.Array:
+        return self.row["noise"][noise_key(node)]
+
+    def moved(self, coords: jax.Array) -> Point:
+        """The same row at ``coords``, with a fresh memo and nothing hoisted (a derivative's
+        per-point function must see every value as a function of the coordinates)."""
+        return Point(coords, self.row, {}, {})
+
+
+def _point_of(row: dict) -> Point:
+    return Point(row["coords"], row, {}, row.get("hoisted", {}))
+
+
 class Evaluator:
     """Evaluates the nodes of a :class:`GraphPlan` for given ``params`` and ``inputs``.
 
-    ``params`` maps model keys to the inexact-array part of each model; ``statics`` (fixed at
-    construction) holds the rest of each equinox module.
+    Each node lowers itself (:meth:`~jno.trace.node.Placeholder.lower_global`,
+    :meth:`~jno.trace.node.Placeholder.lower_point`) and calls back :meth:`value`,
+    :meth:`point`, :meth:`scale`, :meth:`module` and :meth:`params_of`. ``params`` maps model
+    keys to the inexact-array part of each model; ``statics`` (fixed at construction) holds the
+    rest of each equinox module.
     """
 
     def __init__(self, plan: GraphPlan, statics: dict, params, inputs):
@@ -219,6 +259,16 @@ class Evaluator:
         static = self.statics.get(model_key(model))
         return p if static is None else eqx.combine(p, static)
 
+    def params_of(self, model) -> jax.Array:
+        """The array of a Parameter (or the parameter leaves of a model)."""
+        return self.params[model_key(model)]
+
+    def scale(self, node: Placeholder):
+        """``N/n`` of the rows of ``node``'s point set in ``inputs`` (1 for a global node)."""
+        if node.pointset is None:
+            return 1.0
+        return self.inputs[ps_key(node.pointset)]["scale"]
+
     # ------------------------------------------------------------------ global level
     def value(self, node: Placeholder) -> jax.Array:
         """The value of ``node``: global nodes as arrays, point-wise nodes batched ``(n, ...)``."""
@@ -226,7 +276,7 @@ class Evaluator:
             return self.batched(node)
         if node.id in self.gmemo:
             return self.gmemo[node.id]
-        out = self._global(node)
+        out = node.lower_global(self)
         self.gmemo[node.id] = out
         return out
 
@@ -248,8 +298,8 @@ class Evaluator:
         rows = self.inputs[pk]
 
         def per_point(row):
-            memo: dict[int, jax.Array] = {}
-            return tuple(self._point(r, row["coords"], row, memo) for r in roots)
+            at = _point_of(row)
+            return tuple(self.point(r, at) for r in roots)
 
         vm_rows = {
             "coords": rows["coords"],
@@ -270,120 +320,28 @@ class Evaluator:
             rows = self.inputs[pk]
 
             def per_point(row, nodes=nodes):
-                memo: dict[int, jax.Array] = {}
-                return {hoist_key(n): self._point(n, row["coords"], row, memo) for n in nodes}
+                at = _point_of(row)
+                return {hoist_key(n): self.point(n, at) for n in nodes}
 
             vm_rows = {"coords": rows["coords"], "data": rows["data"], "noise": rows["noise"]}
             out[pk] = jax.vmap(per_point)(vm_rows)
         return out
 
-    def _global(self, node: Placeholder) -> jax.Array:
-        op = node.op
-        if op == "literal":
-            return jnp.asarray(node.value)
-        if op == "parameter":
-            return self.params[model_key(node)]
-        if op == "apply":
-            return node.fn(*[self.value(a) for a in node.args], **node.kwargs)
-        if op == "index":
-            return self.value(node.args[0])[node.index]
-        if op == "call":
-            return self.module(node.model)(*[self.value(a) for a in node.args])
-        if op == "reduce":
-            return self._reduce(node)
-        if op == "gaussian":
-            return self._gaussian(node)
-        raise NotImplementedError(f"cannot lower global node {node!r}")
-
-    def _scale(self, child: Placeholder):
-        if child.pointset is None:
-            return 1.0
-        return self.inputs[ps_key(child.pointset)]["scale"]
-
-    def _reduce(self, node) -> jax.Array:
-        child = node.args[0]
-        v = self.value(child)
-        kind = node.kind
-        if kind == "causal_mse":
-            out, self.aux[node.id] = causal_loss(
-                v, self.value(node.args[1]), node.slices, node.eps, node.t_range
-            )
-            return out
-        if kind == "mse":
-            out = jnp.mean(jnp.square(v))
-        elif kind == "mean":
-            out = jnp.mean(v)
-        elif kind == "sum":
-            out = jnp.sum(v)
-        elif kind == "mae":
-            out = jnp.mean(jnp.abs(v))
-        elif kind == "max":
-            out = jnp.max(v)
-        else:
-            raise ValueError(f"jno.lower: unknown reduction {kind!r} (mse, mean, sum, mae, max)")
-        if kind in SUM_LIKE:
-            out = out * self._scale(child)
-        return out
-
-    def _gaussian(self, node) -> jax.Array:
-        r_node, s_node = node.args
-        if r_node.pointset is None and s_node.pointset is not None:
-            raise ValueError("gaussian(std=...): a point-wise std needs a point-wise residual")
-        r, s = self.value(r_node), self.value(s_node)
-        s = jnp.broadcast_to(s, r.shape)
-        z = r / s
-        nll = 0.5 * jnp.sum(z * z) + jnp.sum(jnp.log(s)) + 0.5 * r.size * math.log(2 * math.pi)
-        return nll * self._scale(r_node)
-
     # ------------------------------------------------------------------ per-point level
-    def _point(self, node: Placeholder, coords, row, memo, hoisted=True) -> jax.Array:
-        if node.id in memo:
-            return memo[node.id]
-        op = node.op
-        if hoisted and hoist_key(node) in row.get("hoisted", {}):
-            out = row["hoisted"][hoist_key(node)]
-        elif node.pointset is None and op != "noise":
+    def point(self, node: Placeholder, at: Point) -> jax.Array:
+        """The value of ``node`` at the point ``at`` (inside the vmapped per-point function):
+        a hoisted value if there is one, a global value as it is, else the node's lowering."""
+        if node.id in at.memo:
+            return at.memo[node.id]
+        key = hoist_key(node)
+        if key in at.hoisted:
+            out = at.hoisted[key]
+        elif not node.per_point:
             out = self.value(node)
-        elif op == "variable":
-            out = coords[node.index : node.index + 1]
-        elif op == "data":
-            out = row["data"][node.data_name]
-        elif op == "noise":
-            out = row["noise"][noise_key(node)]
-        elif op == "apply":
-            args = [self._point(a, coords, row, memo, hoisted) for a in node.args]
-            out = node.fn(*args, **node.kwargs)
-        elif op == "index":
-            out = self._point(node.args[0], coords, row, memo, hoisted)[node.index]
-        elif op == "call":
-            args = [self._point(a, coords, row, memo, hoisted) for a in node.args]
-            out = self.module(node.model)(*args)
-        elif op == "diff":
-            out = self._derivative(node, coords, row)
         else:
-            raise NotImplementedError(f"cannot lower point-wise node {node!r}")
-        memo[node.id] = out
+            out = node.lower_point(self, at)
+        at.memo[node.id] = out
         return out
-
-    def _derivative(self, node, coords, row) -> jax.Array:
-        expr = node.args[0]
-
-        def f(c):  # hoisted values are constants in c: never used inside a derivative
-            return self._point(expr, c, row, {}, hoisted=False)
-
-        for v in node.wrt:
-            f = _directional(f, v.index, coords.shape[0])
-        return f(coords)
-
-
-def _directional(f, index: int, dim: int):
-    """``c -> ∂f/∂c[index]`` by one forward-mode JVP."""
-    tangent = jnp.zeros((dim,), dtype=default_float()).at[index].set(1.0)
-
-    def df(c):
-        return jax.jvp(f, (c,), (tangent,))[1]
-
-    return df
 
 
 def draw_noise(plan: GraphPlan, key, registry: dict | None = None) -> dict:

@@ -2,8 +2,8 @@
 
 The objective is written once here (docs/objective.md): constraint ``k`` has loss ``L_k``
 (the value of its graph) and log-likelihood ``-L_k`` if it is a calibrated likelihood
-(``r.gaussian(std)``) or ``-λ·L_k`` otherwise, with ``λ`` the sampling model's
-``likelihood_scale``.
+(its node's ``calibrated``: ``r.gaussian(std)``, ``r.student_t(df, scale)``) or ``-λ·L_k``
+otherwise, with ``λ`` the sampling model's ``likelihood_scale``.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class Program:
                 )
         self.constraints = constraints
         self.names = _constraint_names(constraints)
-        self.calibrated = np.array([c.op == "gaussian" for c in constraints])
+        self.calibrated = np.array([c.calibrated for c in constraints])
         self.plan = GraphPlan(constraints)
         self.models = list(self.plan.models)
         self.key = noise_key
@@ -80,7 +80,7 @@ class Program:
             (pk, nk, noise)
             for pk, noises in self.plan.noise_on.items()
             for nk, noise in noises.items()
-            if noise.redraw
+            if noise.redrawn
         ]
         self.statics = {}
         for m in self.models:
@@ -163,15 +163,7 @@ def _overlay(inputs: dict, current: dict) -> dict:
 def _constraint_names(constraints) -> list[str]:
     names, counts = [], {}
     for i, c in enumerate(constraints):
-        base = c.label or _default_name(c, i)
+        base = c.label or f"{c.name_stem}_{i}"
         counts[base] = counts.get(base, 0) + 1
         names.append(base if counts[base] == 1 else f"{base}_{counts[base]}")
     return names
-
-
-def _default_name(c: Placeholder, i: int) -> str:
-    node = c
-    while node.op == "apply" and node.args:  # weights: 10 * bc.mse -> the reduction's kind
-        node = max(node.args, key=lambda a: a.op in ("reduce", "gaussian"))
-    kind = getattr(node, "kind", None) or node.op
-    return f"{kind}_{i}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
+import sympy
 
 from ..trace.model import Model, check_mask
 from ..trace.node import Placeholder, as_node, common_pointset
@@ -75,3 +76,13 @@ class ModelCall(Placeholder):
                 "to match the network's input size."
             ) from None
         super().__init__(args, pointset, out.shape, out.dtype)
+
+    @property
+    def reads_model(self) -> Network:
+        return self.model
+
+    def lower(self, ev, args):
+        return ev.module(self.model)(*args)
+
+    def sympy_form(self, args):
+        return sympy.Function(self.model.model_name)(*args)

@@ -4,7 +4,7 @@ A balancer is an optax-like pair ``init(num_constraints) -> state`` and
 ``update(state, params, *, losses_fn, residuals_fn, key, step) -> state``; ``state.weights``
 ``(C,)`` multiplies the per-constraint losses of the trained (optax) models'
 objective ``Σ_k λ_k L_k`` (user factors such as ``10 * bc.mse`` are part of ``L_k``). The
-state lives in the optax group's ``BlockState.tuned["balance"]``, so it is part of the solve
+state is ``SolveState.balance``, so it is part of the solve
 state (continuation, checkpoints); the weights are recorded in the history as
 ``"weight:<constraint>"`` at every step.
 
@@ -262,18 +262,18 @@ def constraint_residuals(program) -> list:
     out = []
     for name, c in zip(program.names, program.constraints):
         scale, node = 1.0, c
-        if node.op == "apply" and getattr(node, "fn_name", None) == "*" and len(node.args) == 2:
-            lits = [a for a in node.args if a.op == "literal"]
-            rest = [a for a in node.args if a.op != "literal"]
-            if len(lits) == 1 and len(rest) == 1:
-                scale, node = float(lits[0].value), rest[0]
-        if node.op != "reduce":
+        if getattr(node, "fn", None) is jnp.multiply and len(node.args) == 2:
+            consts = [a for a in node.args if a.constant is not None]
+            rest = [a for a in node.args if a.constant is None]
+            if len(consts) == 1 and len(rest) == 1:
+                scale, node = float(consts[0].constant), rest[0]
+        if node.residual is None or node.calibrated:  # a loss reduction, not a likelihood
             raise ValueError(
                 f"jno.balance.ntk_trace: constraint '{name}' is not a constant times a "
                 "reduction of a residual (e.g. r.mse or 10 * r.mse), so its NTK block is not "
                 "defined; use grad_norm() or relobralo() for it."
             )
-        out.append((scale, node.args[0]))
+        out.append((scale, node.residual))
     return out
 
 
@@ -287,10 +287,11 @@ def residuals_of(program, params: dict, inputs: dict) -> list:
     return [(c, ev.value(r)) for c, r in pairs]
 
 
-def history_metrics(records: dict, names, n: int):
-    """``(name, values (n,))`` of the recorded weights of a chunk (``"weight:<constraint>"``)."""
-    for info in records["infos"]:
-        if "balance_weights" in info:
-            w = jax.device_get(info["balance_weights"])
-            for k, name in enumerate(names):
-                yield f"weight:{name}", w[:n, k]
+def history_metrics(records, names, n: int):
+    """``(name, values (n,))`` of the recorded weights of a chunk (``"weight:<constraint>"``)
+    from its :class:`~jno.solve.records.ChunkRecord`."""
+    if records.balance_weights is None:
+        return
+    w = jax.device_get(records.balance_weights)
+    for k, name in enumerate(names):
+        yield f"weight:{name}", w[:n, k]

@@ -33,11 +33,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .blocks.base import field_of
+from . import starts
 from .condition import replace, resolve
+from .engine import Engine
 from .layout import Layout
 from .plan import block_initializer
 from .results import Recorder, posterior_of
+from .schedule import sampling_chunk
+from .starts import nonfinite_rows
 from .streams import dataset_streams
 
 
@@ -139,62 +142,43 @@ def solve_batch(
     # Each dataset runs the single-device program: the crux's chain layout (chains sharded
     # over the local devices by default) does not nest inside the dataset vmap, and with
     # ``mesh=`` the datasets are what is sharded.
-    engine = copy.copy(solver._engine(None, None))
+    engine = copy.copy(solver.engine_for(None, None))
     engine.layout = Layout("vectorized", None)
     _check_plan(solver, where)
-    resolved, count = resolve(solver.program, solver.program.inputs, datasets, where, True)
-    if count == 0:
-        raise ValueError(f"{where}: the datasets are empty (leading axis 0)")
-    shared = jax.tree.map(
-        lambda a: jnp.broadcast_to(a, (count,) + jnp.shape(a)), solver.program.inputs
-    )
-    inputs = replace(shared, resolved)
     if not isinstance(first, int) or isinstance(first, bool) or first < 0:
         raise ValueError(f"{where}: first must be a non-negative int, got {first!r}")
+    inputs, count = _stacked_inputs(solver.program, datasets, where)
     streams = jax.vmap(lambda d: dataset_streams(solver.base_streams, d))(first + jnp.arange(count))
     if mesh is not None:
         inputs, streams = _shard((inputs, streams), mesh, count, where)
-
-
-    def batched(name, method, in_axes, **static):
-        def fn(keys, *args, **kw):
-            def one(k, *a):
-                return getattr(engine.with_streams(k), method)(*a, **kw)
-
-            if group is None:
-                return jax.vmap(one, in_axes=(0, *in_axes))(keys, *args)
-
-            def body(xs):
-                k, mapped = xs
-                it = iter(mapped)
-                return one(k, *[next(it) if ax == 0 else a for a, ax in zip(args, in_axes)])
-
-            mapped = [a for a, ax in zip(args, in_axes) if ax == 0]
-            return jax.lax.map(body, (keys, mapped), batch_size=None if group == 1 else group)
-
-        return solver._jit(f"batch{'' if group is None else f'[{group}]'}/{name}", fn, **static)
-
-    state = batched("init", "init_state", (None, 0))(streams, solver._initial, inputs)
+    batched = _batched(solver, engine, group)
+    state = batched("init", starts.init_state, (None, 0))(streams, solver.initial, inputs)
     _check_finite(engine, state, where)
     if engine.adapting():
-        state = batched("adapt", "adapt", (0,))(streams, state)
+        state = batched("adapt", Engine.adapt, (0,))(streams, state)
     s = solver.plan.blocks[0].settings
-    step = int(np.asarray(state.step)[0])
-    stop = jnp.asarray(s.warmup + s.keep * s.thin, jnp.int32)
-    chunk = dict(with_losses=False, partial=False)
-    if step < s.warmup:
-        state, _ = batched(
-            f"chunk1/{s.warmup - step}",
-            "run_chunk",
+    stop = s.warmup + s.keep * s.thin
+    step, records = int(np.asarray(state.step)[0]), None
+    while step < stop:  # the rest of the warm-up in one chunk, then every kept draw in one
+        limit = s.warmup - step if step < s.warmup else s.keep
+        chunk = sampling_chunk(step, stop, limit, s.warmup, s.thin)
+        run = batched(
+            chunk.name,
+            Engine.run_chunk,
             (0, None),
-            length=1,
-            stride=s.warmup - step,
-            **chunk,
-        )(streams, state, stop)
-    state, records = batched(
-        f"chunk{s.keep}/{s.thin}", "run_chunk", (0, None), length=s.keep, stride=s.thin, **chunk
-    )(streams, state, stop)
+            **chunk.run_arguments(),
+        )
+        state, out = run(streams, state, jnp.asarray(chunk.stop, jnp.int32))
+        records = out if chunk.records else records
+        step = chunk.stop
     records = jax.tree.map(np.asarray, records)
+    samples, diagnostics = _posteriors(solver, engine, state, records, streams, count)
+    return BatchPosterior(samples, diagnostics, count)
+
+
+def _posteriors(solver, engine, state, records, streams, count: int):
+    """``({model: (D, ...) samples}, {model: {field: (D, ...)} or None})``: each dataset's
+    posterior, as its own solve would publish it, stacked."""
     per_dataset = []
     for d in range(count):
         recorder = Recorder(solver.plan.blocks)
@@ -209,18 +193,50 @@ def solve_batch(
         diagnostics[m] = (
             None if diags[0] is None else {k: np.stack([g[k] for g in diags]) for k in diags[0]}
         )
-    return BatchPosterior(samples, diagnostics, count)
+    return samples, diagnostics
+
+
+def _stacked_inputs(program, datasets: dict, where: str):
+    """``(inputs with a leading (D,) axis, D)``: the datasets' arrays, the rest shared."""
+    resolved, count = resolve(program, program.inputs, datasets, where, True)
+    if count == 0:
+        raise ValueError(f"{where}: the datasets are empty (leading axis 0)")
+    shared = jax.tree.map(lambda a: jnp.broadcast_to(a, (count,) + jnp.shape(a)), program.inputs)
+    return replace(shared, resolved), count
+
+
+def _batched(solver, engine, group: int | None):
+    """``batched(name, fn, in_axes, **static)``: ``fn(engine, *args)`` over the datasets
+    (each on its own streams), compiled once by the solver."""
+
+    def batched(name, fn, in_axes, **static):
+        def over_datasets(keys, *args, **kw):
+            def one(k, *a):
+                return fn(engine.with_streams(k), *a, **kw)
+
+            if group is None:
+                return jax.vmap(one, in_axes=(0, *in_axes))(keys, *args)
+
+            def body(xs):
+                k, mapped = xs
+                it = iter(mapped)
+                return one(k, *[next(it) if ax == 0 else a for a, ax in zip(args, in_axes)])
+
+            mapped = [a for a, ax in zip(args, in_axes) if ax == 0]
+            return jax.lax.map(body, (keys, mapped), batch_size=None if group == 1 else group)
+
+        tag = "" if group is None else f"[{group}]"
+        return solver.jit(f"batch{tag}/{name}", over_datasets, **static)
+
+    return batched
 
 
 def _check_finite(engine, state, where: str) -> None:
     """Every chain of every dataset starts where the log-density is finite (the single solve
     would draw new starts; the batch asks for a better start instead)."""
     for blk, bs in zip(engine.blocks, state.blocks):
-        ld = field_of(bs.kernel, "logdensity")
-        if ld is None:
-            continue
-        bad = ~np.isfinite(np.asarray(ld)).reshape(np.shape(ld)[0], -1).all(axis=1)
-        if bad.any():
+        bad = nonfinite_rows(bs.kernel, 1)
+        if bad is not None and bad.any():
             raise ValueError(
                 f"{where}: model(s) {blk.label}: the log-density is not finite at the start "
                 f"of dataset(s) {np.nonzero(bad)[0][:5].tolist()}; start the models where every "

@@ -34,6 +34,7 @@ import os
 import re
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -43,6 +44,33 @@ import numpy as np
 from ..lower.evaluate import model_key
 
 FORMAT = "jno-checkpoint/1"
+
+
+class Snapshot(NamedTuple):
+    """What a checkpoint is written from and checked against (built by
+    ``Solver.snapshot``).
+
+    Attributes:
+        program: the lowered constraints (names, data, models).
+        streams: the key streams of the solve.
+        blocks: the plan's blocks.
+        state: the :class:`~jno.solve.state.SolveState` (this process's view).
+        gather: ``() -> state`` readable on this process (a collective with several).
+        positions: every block's position (the layout of a kept draw).
+        adapted: whether window adaptation has run.
+        recorder: the kept draws (:class:`~jno.solve.results.Recorder`).
+        history: the :class:`~jno.solve.history.History`.
+    """
+
+    program: Any
+    streams: Any
+    blocks: list
+    state: Any
+    gather: Callable[[], Any]
+    positions: list
+    adapted: bool
+    recorder: Any
+    history: Any
 
 
 class CheckpointError(ValueError):
@@ -129,20 +157,20 @@ def _settings(blk) -> str:
     return f"{blk.family}:{name} {fields} {kwargs}"
 
 
-def fingerprint(solver, batch_size, substeps) -> dict[str, Any]:
+def fingerprint(snap: Snapshot, batch_size, substeps) -> dict[str, Any]:
     """What identifies the problem a checkpoint belongs to, field by field (readable, so a
     mismatch can say what differs): the seed's key streams, the constraints, the models and
     their shapes, the blocks and their settings, the attached data, the state's layout and the
     solve arguments that change the step."""
-    program = solver.program
+    program = snap.program
     names = canonical_names(program)
     return {
-        "seed (key streams)": _digest(jax.tree.leaves(solver.streams)),
+        "seed (key streams)": _digest(jax.tree.leaves(snap.streams)),
         "constraints": [f"{n}: {c}" for n, c in zip(program.names, program.constraints)],
         "models": [getattr(m, "where", repr(m)) for m in program.models],
-        "blocks": [f"{blk.label} {_settings(blk)}" for blk in solver.plan.blocks],
+        "blocks": [f"{blk.label} {_settings(blk)}" for blk in snap.blocks],
         "data and points": _digest(_by_name(program.inputs, names)),
-        "state layout": _layout(solver.state, names),
+        "state layout": _layout(snap.state, names),
         "batch_size": batch_size,
         "substeps": None if substeps is None else len(substeps),
     }
@@ -164,14 +192,14 @@ def _differences(saved: dict, now: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------- write
-def _arrays(solver, names) -> tuple[dict[str, np.ndarray], dict]:
+def _arrays(snap: Snapshot, names) -> tuple[dict[str, np.ndarray], dict]:
     arrays: dict[str, np.ndarray] = {}
     layout: dict[str, Any] = {"blocks": {}, "metrics": []}
-    rec = solver.recorder
+    rec = snap.recorder
     if rec.store is not None:
         layout["stream"] = {
             "path": str(rec.store.path),
-            "totals": {rec.groups[b]: rec.store.totals[rec.groups[b]] for b in rec._layout},
+            "totals": rec.stream_totals(),
         }
     for b in range(len(rec.blocks)):
         if not rec.count(b):
@@ -184,7 +212,7 @@ def _arrays(solver, names) -> tuple[dict[str, np.ndarray], dict]:
         for name, value in diag.items():
             arrays[f"diag/{b}/{name}"] = np.asarray(value)
         layout["blocks"][str(b)] = sorted(diag)
-    hist = solver.history
+    hist = snap.history
     arrays["history/steps"] = np.asarray(hist.steps)
     losses = hist.losses
     arrays["history/losses"] = np.stack([losses[n] for n in hist.names], axis=1)
@@ -196,22 +224,22 @@ def _arrays(solver, names) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, layout
 
 
-def save(path, solver, call: Call, batch_size, substeps) -> Path:
-    """Write ``solver``'s state, kept draws and history to ``path``, atomically; with several
-    processes every process calls it (the state is gathered) and process 0 writes."""
+def save(path, snap: Snapshot, call: Call, batch_size, substeps) -> Path:
+    """Write the solve of ``snap`` (state, kept draws, history) to ``path``, atomically; with
+    several processes every process calls it (the state is gathered) and process 0 writes."""
     path = Path(path)
-    names = canonical_names(solver.program)
-    arrays, layout = _arrays(solver, names)
+    names = canonical_names(snap.program)
+    arrays, layout = _arrays(snap, names)
     manifest = {
         "format": FORMAT,
-        "step": solver.step_index,
+        "step": int(snap.state.step),
         "call": call._asdict(),
-        "adapted": bool(solver.adapted),
+        "adapted": bool(snap.adapted),
         "layout": layout,
-        "fingerprint": fingerprint(solver, batch_size, substeps),
+        "fingerprint": fingerprint(snap, batch_size, substeps),
     }
     state = io.BytesIO()
-    paths, leaves, _ = named_leaves(jax.device_get(solver.host_state()), names)
+    paths, leaves, _ = named_leaves(jax.device_get(snap.gather()), names)
     if jax.process_index() != 0:
         return path  # one writer: process 0 (every process took part in the gather)
     np.savez(state, **{p: np.asarray(leaf) for p, leaf in zip(paths, leaves)})
@@ -236,6 +264,16 @@ def save(path, solver, call: Call, batch_size, substeps) -> Path:
 
 
 # ---------------------------------------------------------------------- read
+class SavedHistory(NamedTuple):
+    """A checkpoint's history: ``steps (T,)``, ``losses (T, C)``, ``{name: (steps,
+    values)}`` metrics and the wall time (the arguments of ``History.replace``)."""
+
+    steps: np.ndarray
+    losses: np.ndarray
+    metrics: dict
+    wall_time: float
+
+
 class Restored(NamedTuple):
     """What :func:`load` read: the call to resume and the pieces of the solver."""
 
@@ -244,21 +282,12 @@ class Restored(NamedTuple):
     adapted: bool
     draws: list
     diag: list
-    history: dict
+    history: SavedHistory
     stream: dict | None = None
 
 
-def load(path, solver, batch_size, substeps) -> Restored:
-    """Read ``path`` for ``solver`` (whose fresh state gives the structure to read into).
-
-    Raises:
-        CheckpointError: the file is missing, not a jno checkpoint, corrupt or truncated, or
-            was written by a different problem (the message names what differs).
-    """
-    path = Path(path)
-    where = f"crux.solve(resume_from={str(path)!r})"
-    if not path.is_file():
-        raise CheckpointError(f"{where}: no checkpoint at that path.")
+def _read_archive(path: Path, where: str) -> tuple[dict, dict, dict]:
+    """``(manifest, state arrays, draws/history arrays)`` of a checkpoint file."""
     try:
         with zipfile.ZipFile(path) as z:
             manifest = json.loads(z.read("manifest.json"))
@@ -271,12 +300,28 @@ def load(path, solver, batch_size, substeps) -> Restored:
             f"{where}: the file is not a readable jno checkpoint (corrupt or truncated: {err}); "
             "it was left as it is. Resume from an intact checkpoint or solve without resume_from."
         ) from err
+    return manifest, saved_state, arrays
+
+
+def load(path, snap: Snapshot, batch_size, substeps) -> Restored:
+    """Read ``path`` for the solve of ``snap`` (whose fresh state gives the structure to read
+    into).
+
+    Raises:
+        CheckpointError: the file is missing, not a jno checkpoint, corrupt or truncated, or
+            was written by a different problem (the message names what differs).
+    """
+    path = Path(path)
+    where = f"crux.solve(resume_from={str(path)!r})"
+    if not path.is_file():
+        raise CheckpointError(f"{where}: no checkpoint at that path.")
+    manifest, saved_state, arrays = _read_archive(path, where)
     if manifest.get("format") != FORMAT:
         raise CheckpointError(
             f"{where}: format {manifest.get('format')!r} is not {FORMAT!r}; it was written by "
             "another version of jno."
         )
-    diffs = _differences(manifest["fingerprint"], fingerprint(solver, batch_size, substeps))
+    diffs = _differences(manifest["fingerprint"], fingerprint(snap, batch_size, substeps))
     if diffs:
         raise CheckpointError(
             f"{where}: the checkpoint was written by a different problem: "
@@ -284,16 +329,15 @@ def load(path, solver, batch_size, substeps) -> Restored:
             + ". Resume with the script (constraints, models, .bayesian settings, seed, data and "
             "solve arguments) that wrote it, or solve without resume_from."
         )
-    names = canonical_names(solver.program)
-    paths, like, treedef = named_leaves(solver.state, names)  # shapes and dtypes only
+    names = canonical_names(snap.program)
+    paths, like, treedef = named_leaves(snap.state, names)  # shapes and dtypes only
     leaves = [
         np.asarray(saved_state[p]).astype(np.dtype(ref.dtype)).reshape(np.shape(ref))
         for p, ref in zip(paths, like)
     ]
     state = jax.tree.unflatten(treedef, leaves)
-    rec = solver.recorder
-    positions = solver.engine.positions(solver.state)
-    draws, diag = [[] for _ in rec.blocks], [[] for _ in rec.blocks]
+    positions = snap.positions
+    draws, diag = [[] for _ in snap.blocks], [[] for _ in snap.blocks]
     for key, fields in manifest["layout"]["blocks"].items():
         b = int(key)
         if "stream" not in manifest["layout"]:
@@ -301,15 +345,15 @@ def load(path, solver, batch_size, substeps) -> Restored:
             pieces = [arrays[f"draws/{b}/{p}"] for p in block_paths]
             draws[b] = [jax.tree.unflatten(block_def, pieces)]
         diag[b] = [{name: arrays[f"diag/{b}/{name}"] for name in fields}]
-    history = {
-        "steps": arrays["history/steps"],
-        "losses": arrays["history/losses"],
-        "metrics": {
+    history = SavedHistory(
+        arrays["history/steps"],
+        arrays["history/losses"],
+        {
             name: (arrays[f"metric/{i}/steps"], arrays[f"metric/{i}/values"])
             for i, name in enumerate(manifest["layout"]["metrics"])
         },
-        "wall_time": float(manifest["layout"]["wall_time"]),
-    }
+        float(manifest["layout"]["wall_time"]),
+    )
     return Restored(
         Call(**manifest["call"]),
         state,
@@ -321,4 +365,4 @@ def load(path, solver, batch_size, substeps) -> Restored:
     )
 
 
-__all__ = ["Call", "CheckpointError", "Restored", "fingerprint", "load", "save"]
+__all__ = ["Call", "CheckpointError", "Restored", "Snapshot", "fingerprint", "load", "save"]

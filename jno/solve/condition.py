@@ -107,42 +107,53 @@ def resolve(program, inputs: dict, updates, where: str, batched: bool = False):
             raise ValueError(f"{where}: {slot.label} is given twice")
         old = current(inputs, slot)
         new = np.asarray(array)
-        lead = new.shape[:1] if batched else ()
         if batched:
-            if new.ndim < 1:
-                raise ValueError(
-                    f"{where}: {slot.label} needs a leading dataset axis: shape (D, "
-                    f"{', '.join(map(str, old.shape))}), got a scalar"
-                )
-            if count is not None and new.shape[0] != count:
-                raise ValueError(
-                    f"{where}: {slot.label} holds {new.shape[0]} datasets, another update "
-                    f"holds {count}; every array needs the same leading dataset axis."
-                )
-            count = int(new.shape[0])
-        shape = new.shape[len(lead) :]
-        if shape != old.shape and shape + (1,) == old.shape:
-            new = new.reshape(lead + old.shape)  # (N,) data stored as (N, 1)
-        if new.shape[len(lead) :] != old.shape:
-            want = ("(D, " if batched else "(") + ", ".join(map(str, old.shape)) + ")"
-            raise ValueError(
-                f"{where}: {slot.label} has shape {tuple(old.shape)}; the new array has shape "
-                f"{tuple(new.shape)}, expected {want}. The compiled program reads arrays of "
-                "the same shape; a new number of points needs a new crux."
-            )
-        if not np.can_cast(new.dtype, old.dtype, casting="same_kind"):
-            raise ValueError(
-                f"{where}: {slot.label} has dtype {old.dtype}; the new array's {new.dtype} "
-                "does not cast to it. Pass an array of the same kind."
-            )
-        if np.issubdtype(new.dtype, np.inexact) and not np.all(np.isfinite(new)):
-            raise ValueError(
-                f"{where}: {slot.label}: the new array holds NaN or infinite values; a "
-                "likelihood of non-finite data is NaN everywhere."
-            )
+            count = _dataset_count(new, old, slot, count, where)
+        new = _checked(new, old, slot, batched, where)
         # cast on the host: a device-side cast would compile a conversion for the new shape
         out[slot] = jnp.asarray(np.asarray(new, dtype=old.dtype))
     return out, count
+
+
+def _dataset_count(new: np.ndarray, old, slot: Slot, count: int | None, where: str) -> int:
+    """The leading dataset axis of a batched update, equal for every update."""
+    if new.ndim < 1:
+        raise ValueError(
+            f"{where}: {slot.label} needs a leading dataset axis: shape (D, "
+            f"{', '.join(map(str, old.shape))}), got a scalar"
+        )
+    if count is not None and new.shape[0] != count:
+        raise ValueError(
+            f"{where}: {slot.label} holds {new.shape[0]} datasets, another update "
+            f"holds {count}; every array needs the same leading dataset axis."
+        )
+    return int(new.shape[0])
+
+
+def _checked(new: np.ndarray, old, slot: Slot, batched: bool, where: str) -> np.ndarray:
+    """``new`` in the shape of ``old`` (after a dataset axis), of a castable dtype, finite."""
+    lead = new.shape[:1] if batched else ()
+    shape = new.shape[len(lead) :]
+    if shape != old.shape and shape + (1,) == old.shape:
+        new = new.reshape(lead + old.shape)  # (N,) data stored as (N, 1)
+    if new.shape[len(lead) :] != old.shape:
+        want = ("(D, " if batched else "(") + ", ".join(map(str, old.shape)) + ")"
+        raise ValueError(
+            f"{where}: {slot.label} has shape {tuple(old.shape)}; the new array has shape "
+            f"{tuple(new.shape)}, expected {want}. The compiled program reads arrays of "
+            "the same shape; a new number of points needs a new crux."
+        )
+    if not np.can_cast(new.dtype, old.dtype, casting="same_kind"):
+        raise ValueError(
+            f"{where}: {slot.label} has dtype {old.dtype}; the new array's {new.dtype} "
+            "does not cast to it. Pass an array of the same kind."
+        )
+    if np.issubdtype(new.dtype, np.inexact) and not np.all(np.isfinite(new)):
+        raise ValueError(
+            f"{where}: {slot.label}: the new array holds NaN or infinite values; a "
+            "likelihood of non-finite data is NaN everywhere."
+        )
+    return new
 
 
 def replace(inputs: dict, resolved: dict) -> dict:
@@ -158,3 +169,23 @@ def replace(inputs: dict, resolved: dict) -> dict:
         else:
             out[slot.pointset][slot.field][slot.name] = array
     return out
+
+
+def check_condition_args(where: str, warm_start, dataset, streams_change: bool) -> None:
+    """The keywords of ``crux.condition``: ``warm_start`` a bool, ``dataset`` an index or
+    ``None``; a warm start cannot change the key streams of a started solve
+    (``streams_change``)."""
+    if not isinstance(warm_start, bool):
+        raise TypeError(f"{where}: warm_start must be True or False, got {warm_start!r}")
+    if dataset is not None and (
+        not isinstance(dataset, int) or isinstance(dataset, bool) or dataset < 0
+    ):
+        raise ValueError(
+            f"{where}: dataset must be a non-negative int (the index of a solve_batch "
+            f"dataset whose keys to use) or None, got {dataset!r}"
+        )
+    if warm_start and streams_change:
+        raise ValueError(
+            f"{where}(..., dataset={dataset!r}, warm_start=True): a change of the key "
+            "streams restarts the solve; pass warm_start=False."
+        )

@@ -224,6 +224,7 @@ class Layout:
             blocks=blocks,
             step=rep,
             grad_evals=rep,
+            balance=jax.tree.map(lambda _: rep, state.balance),
         )
 
     def _point_shardings(self, pk: str, rows: dict, report: bool):

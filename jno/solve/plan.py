@@ -12,6 +12,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import logging
 from dataclasses import dataclass
 
 import equinox as eqx
@@ -22,8 +25,11 @@ import optax
 from ..lower.evaluate import model_key
 from ..lower.program import Program
 from ..trace.model import Model, Parameter
+from ..trace.prior import default_prior
 from .blocks import Block, EnsembleBlock, Member, OptaxBlock
 from .blocks.base import take_masked
+
+log = logging.getLogger("jno")
 
 DEFAULT_OPTIMIZER = optax.adam(1e-3)
 
@@ -62,6 +68,22 @@ class SolvePlan:
     def ensemble(self) -> EnsembleBlock | None:
         return next((b for b in self.blocks if isinstance(b, EnsembleBlock)), None)
 
+    def for_step(self, *, refresh: bool, static_objective: bool) -> SolvePlan:
+        """A copy whose blocks know the step they run in (this plan is not changed: it
+        serves every engine of the crux). ``refresh``: sampling blocks re-initialise their
+        kernel state each step, because what they condition on moves (other blocks,
+        subsampled points, redrawn noise, substeps); ``static_objective``: the optax group's
+        objective is the same function at every step, so L-BFGS may reuse its line search."""
+        blocks = []
+        for blk in self.blocks:
+            blk = copy.copy(blk)
+            if blk.samples:
+                blk.refresh = refresh
+            if isinstance(blk, OptaxBlock):
+                blk.static_objective = static_objective
+            blocks.append(blk)
+        return dataclasses.replace(self, blocks=blocks)
+
 
 def mask_on_params(model: Model, mask):
     """The leaf-level mask restricted to the model's inexact-array leaves (params structure)."""
@@ -80,12 +102,6 @@ def outside_masks(model: Model, masks: list):
     if isinstance(model, Parameter):
         return not any(masks)
     return jax.tree.map(lambda *flags: not any(flags), *masks)
-
-
-def default_prior():
-    from ..bayesian import priors
-
-    return priors.gaussian(sigma=10.0)
 
 
 def check_prior(prior, position, where: str) -> None:
@@ -117,7 +133,8 @@ def make_plan(program: Program) -> SolvePlan:
             mask = mask_on_params(m, g.mask)
             prior = default_prior() if g.settings.prior is None else g.settings.prior
             check_prior(prior, take_masked(params[mk], mask), m.where)
-            key = ("own", id(g)) if g.kind == "vi" or g.mask is not None else g.settings.block_key()
+            own = g.settings.family.variational or g.mask is not None
+            key = ("own", id(g)) if own else g.settings.block_key()
             _, members, priors = grouped.setdefault(key, (g.settings, [], []))
             members.append(Member(m, mask, f"{mk}.{i}"))
             priors.append(prior)
@@ -257,3 +274,21 @@ def _constraint_index(program: Program, c, s: int) -> int:
         f"substeps[{s}]: {c!r} is not one of the crux's constraints ({program.names}); pass "
         "the constraint objects given to jno.core, their names or their indices."
     )
+
+
+def log_plan(plan: SolvePlan) -> None:
+    """The handle-creation lines of the guide, and the mixed-mode caveats."""
+    for blk in plan.sampling:
+        log.info("%s", blk.describe())
+    if plan.optax is not None and any(b.adapts(b.settings) for b in plan.sampling):
+        log.warning(
+            "Mixed mode: window adaptation runs once at the start with the optax models at "
+            "their initial weights, so the adapted step size may not suit the trained "
+            "problem; consider adapt=False with a hand-picked step_size."
+        )
+    members = plan.optax.members if plan.optax is not None else []
+    if plan.num_chains > 1 and any(m.model.groups and m.mask is not None for m in members):
+        log.warning(
+            "Pattern B with K>1 chains: the optax body's gradient is the average over "
+            "the K head chains (Monte-Carlo EM), not chain 0's."
+        )

@@ -73,8 +73,8 @@ class Resampler:
             )
         self.k, self.c = float(k), float(c)
         n = self.pointset.size
-        self.candidates = 10 * n if candidates is None else _positive_int(
-            candidates, "candidates", self.name
+        self.candidates = (
+            10 * n if candidates is None else _positive_int(candidates, "candidates", self.name)
         )
         if self.candidates < n:
             raise ValueError(
@@ -166,20 +166,6 @@ class Bound(NamedTuple):
     plan: GraphPlan
 
 
-def _residual_nodes(constraints, ps: PointSet) -> list:
-    """Every residual reduced on ``ps`` (the first argument of a reduce / gaussian node)."""
-    found, seen, stack = [], set(), list(constraints)
-    while stack:
-        node = stack.pop()
-        if node.id in seen:
-            continue
-        seen.add(node.id)
-        if node.op in ("reduce", "gaussian") and node.args and node.args[0].pointset is ps:
-            found.append(node.args[0])
-        stack.extend(a for a in getattr(node, "args", ()) if isinstance(a, Placeholder))
-    return sorted(found, key=lambda n: n.id)
-
-
 def bind(resample, program) -> list[Bound]:
     """Check ``crux.solve(resample=...)`` against ``program``; ``[]`` for ``None``."""
     if resample is None:
@@ -211,7 +197,9 @@ def bind(resample, program) -> list[Bound]:
         if key in keys:
             raise ValueError(f"{where}: {ps.label} has two resamplers; pass one per point set.")
         keys.add(key)
-        residuals = _residual_nodes(program.constraints, ps)
+        residuals = sorted(
+            (r for r in program.plan.residuals() if r.pointset is ps), key=lambda r: r.id
+        )
         if not residuals:
             raise ValueError(f"{where}: no residual is reduced on {ps.label}.")
         out.append(Bound(r, i, key, residuals, GraphPlan(residuals)))

@@ -23,6 +23,7 @@ from . import streams as st
 from .blocks import Block
 from .checkpoint import named_leaves
 from .draw_store import DrawStore, StoredDraws
+from .records import ChunkRecord
 
 log = logging.getLogger("jno")
 
@@ -61,6 +62,25 @@ class Recorder:
                 store.append(self.groups[b], jax.tree.leaves(kept[b]))
                 self.draws[b] = []
 
+    @classmethod
+    def restored(cls, blocks, restored, store, positions: list, names: dict) -> Recorder:
+        """The records of a checkpoint (:class:`~jno.solve.checkpoint.Restored`); draws the
+        run streamed are read from its store (``store`` if given, else the recorded one)."""
+        rec = cls(blocks)
+        rec.draws, rec.diag = restored.draws, restored.diag
+        if restored.stream is not None:
+            draws = DrawStore(store or restored.stream["path"], resume=True)
+            rec.attach(draws, positions, names)
+            for group, total in restored.stream["totals"].items():
+                draws.rewind(group, int(total))
+        elif store is not None:
+            rec.attach(DrawStore(store), positions, names)
+        return rec
+
+    def stream_totals(self) -> dict[str, int]:
+        """``{group: draws written}`` of every block streaming to the store."""
+        return {self.groups[b]: self.store.totals[self.groups[b]] for b in self._layout}
+
     def carry(self, old: Recorder, pairs: list[tuple[int, int]]) -> None:
         """Take over ``old``'s records: block ``i_old`` of ``old`` becomes block ``i_new``."""
         self.store, self._layout = old.store, {}
@@ -80,11 +100,11 @@ class Recorder:
                 taken.add(name)
 
     # ------------------------------------------------------------------ recording
-    def add(self, records: dict) -> None:
+    def add(self, records: ChunkRecord) -> None:
         """Keep the rows of a chunk's ``records`` (see ``Engine.run_chunk``) that each
         block's schedule selects."""
-        steps = np.asarray(records["step"])
-        active = np.asarray(records["active"])
+        steps = np.asarray(records.step)
+        active = np.asarray(records.active)
         for b, blk in enumerate(self.blocks):
             if not blk.records:
                 continue
@@ -93,12 +113,12 @@ class Recorder:
                 continue
             if rows[-1] - rows[0] + 1 == rows.size:  # a run of rows: a view, no copy
                 rows = slice(int(rows[0]), int(rows[-1]) + 1)
-            draws = jax.tree.map(lambda a: np.asarray(a)[rows], records["positions"][b])
+            draws = jax.tree.map(lambda a: np.asarray(a)[rows], records.positions[b])
             if self.store is None:
                 self.draws[b].append(draws)
             else:
                 self.store.append(self.groups[b], jax.tree.leaves(draws))
-            self.diag[b].append({k: np.asarray(v)[rows] for k, v in records["infos"][b].items()})
+            self.diag[b].append({k: np.asarray(v)[rows] for k, v in records.infos[b].items()})
             self._trim(b)
 
     def count(self, b: int) -> int:
@@ -140,9 +160,9 @@ class Recorder:
         draws, _ = self.kept(b)
         return jax.tree.map(lambda a: np.swapaxes(a, 0, 1), draws), diag
 
-    def metrics(self, records: dict, n: int):
+    def metrics(self, records: ChunkRecord, n: int):
         """``(name, values (n,))`` of every block's per-step metrics in a chunk (chain 0)."""
-        for blk, info in zip(self.blocks, records["infos"]):
+        for blk, info in zip(self.blocks, records.infos):
             for name in blk.metrics:
                 yield f"{name}:{blk.label}", np.asarray(info[name])[:n, 0]
 
@@ -150,7 +170,7 @@ class Recorder:
 def publish(engine, state, recorder: Recorder, streams: st.KeyStreams, started: bool) -> None:
     """Write every model's live value (chain 0, ensemble member 0), ``posterior_samples``
     and ``posterior_diagnostics`` (``None`` for families without diagnostics)."""
-    params = live_params(engine, state)
+    params = engine.view(state)
     for m in engine.program.models:
         _set_module(m, params[model_key(m)], engine.program)
     for m, (samples, diag) in posterior_of(engine, state, recorder, streams, started).items():
@@ -158,19 +178,10 @@ def publish(engine, state, recorder: Recorder, streams: st.KeyStreams, started: 
         m.posterior_diagnostics = diag
 
 
-def live_params(engine, state) -> dict:
-    """Every model's current value: chain 0, ensemble member 0."""
-    view = [
-        jax.tree.map(lambda a: a[0], p) if ax == 0 else p
-        for p, ax in zip(engine.positions(state), engine.pop_axes)
-    ]
-    return engine.assemble(state.point, view)
-
-
 def posterior_of(engine, state, recorder: Recorder, streams: st.KeyStreams, started: bool):
     """``{model: (posterior_samples, posterior_diagnostics)}`` of the models with draws."""
     program, blocks = engine.program, engine.blocks
-    params = live_params(engine, state)
+    params = engine.view(state)
     out = {}
     parts: dict[int, list] = {}
     diags: dict[int, dict | None] = {}
@@ -238,7 +249,7 @@ def summary(blocks: list[Block], recorder: Recorder) -> None:
             warnings.warn(
                 f"Model {blk.label}: {n_div}/{n} divergent or non-finite transitions "
                 f"({100.0 * n_div / n:.1f}% > 1%); lower step_size or let adaptation tune it.",
-                stacklevel=3,
+                stacklevel=5,
             )
 
 

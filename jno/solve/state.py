@@ -19,6 +19,9 @@
 ``grad_evals``
     log-density gradient evaluations spent so far (HMC-family kernels, adaptation included),
     summed over chains.
+``balance``
+    the loss balancer's state (:class:`~jno.solve.balance.BalanceState`), ``None`` without
+    ``jno.core(weights=...)``.
 
 :class:`BlockState` fields:
 
@@ -55,3 +58,4 @@ class SolveState(NamedTuple):
     blocks: tuple[BlockState, ...]
     step: jax.Array
     grad_evals: jax.Array
+    balance: PyTree = None

@@ -6,74 +6,23 @@ misuse is a clear error on the line that made it.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-_FAMILIES: list = []
+# The family registry is a bottom module that the solve layer's families fill; ``accepts`` is
+# re-exported for the solve layer's initializer step.
+from ..family import SamplerFamily, accepts, factory_name, kernel_family
 
-
-def register_family(family):
-    """Register a sampler family (a class of ``jno.solve.blocks``) for ``.bayesian(...)``.
-
-    A family declares ``name``, ``priority`` (higher is asked first), ``claims(factory) ->
-    bool``, ``validate(where, settings)`` (configuration-time errors) and ``adapts(settings)``.
-    The trace layer imports nothing of the solve layer: families register themselves when
-    ``jno.solve.blocks`` is imported (``import jno`` does it).
-    """
-    _FAMILIES.append(family)
-    _FAMILIES.sort(key=lambda f: -f.priority)
-    return family
-
-
-def kernel_family(factory: Callable, where: str):
-    """The registered family that claims ``factory`` (the seed's first-parameter rule:
-    ``logdensity_fn`` is full-data MCMC, ``grad_estimator`` is SG-MCMC)."""
-    if not callable(factory):
-        raise TypeError(f"{where}: kernel_factory must be callable, got {factory!r}")
-    for family in _FAMILIES:
-        if family.claims(factory):
-            return family
-    raise TypeError(
-        f"{where}: cannot tell the kernel family of {factory_name(factory)!r}: its first "
-        "parameter must be named `logdensity_fn` (full-data MCMC: nuts, hmc, mala, custom "
-        "SamplingAlgorithm factories) or `grad_estimator` (stochastic-gradient MCMC: sgld, sghmc)."
-    )
-
-
-def factory_signature(factory: Callable) -> list[inspect.Parameter]:
-    """The parameters of a kernel factory, looking through blackjax's generated top-level
-    APIs (whose ``__call__`` is ``*args, **kwargs``) to the function they wrap."""
-    target = getattr(factory, "differentiable", factory)
-    try:
-        return list(inspect.signature(target).parameters.values())
-    except (TypeError, ValueError):
-        return []
-
-
-def first_parameter(factory: Callable) -> str | None:
-    params = factory_signature(factory)
-    return params[0].name if params else None
-
-
-def accepts(factory: Callable, name: str) -> bool:
-    """Whether ``factory`` takes keyword ``name`` (True when its signature is unknown)."""
-    params = factory_signature(factory)
-    if not params:
-        return True
-    return any(p.name == name for p in params) or any(p.kind == p.VAR_KEYWORD for p in params)
-
-
-def factory_name(factory: Callable) -> str:
-    """A short name for a kernel factory (``"nuts"`` for ``blackjax.nuts``)."""
-    name = getattr(factory, "__name__", None)
-    if name in (None, "as_top_level_api"):
-        module = getattr(factory, "__module__", "") or ""
-        builder = getattr(factory, "build_kernel", None) or getattr(factory, "init", None)
-        module = getattr(builder, "__module__", module) or module
-        name = module.rsplit(".", 1)[-1] or type(factory).__name__
-    return name
+__all__ = [
+    "BayesSettings",
+    "EnsembleSettings",
+    "VISettings",
+    "accepts",
+    "factory_name",
+    "kernel_family",
+    "make_bayes_settings",
+]
 
 
 @dataclass
@@ -81,7 +30,7 @@ class BayesSettings:
     """What ``model.bayesian(...)`` asked for."""
 
     factory: Callable
-    family: Any  # the solve-layer block class that claimed the factory
+    family: SamplerFamily  # the solve-layer block class that claimed the factory
     prior: Callable | None
     warmup: int
     keep: int
@@ -182,7 +131,7 @@ class VISettings:
     num_chains = 1
 
     factory: Callable
-    family: Any  # the solve-layer block class that claimed the factory
+    family: SamplerFamily  # the solve-layer block class that claimed the factory
     optimizer: Any
     num_samples: int
     posterior_draws: int

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
+import sympy
 
 from .node import Apply, Placeholder, Variable, _describe, as_node
+from .pointset import default_float
 
 
 class Derivative(Placeholder):
     """``∂^k expr / ∂wrt[0] ... ∂wrt[k-1]`` evaluated point-wise.
 
     ``wrt`` lists one coordinate per differentiation, so ``(x, x)`` is ``∂²/∂x²`` and ``(x, y)``
-    is the mixed partial. Lowered by nested forward-mode AD of the per-point function.
+    is the mixed partial. Lowered by nested forward-mode AD (``jax.jvp``) of the per-point
+    function with respect to the point's coordinates.
     """
 
     op = "diff"
@@ -45,7 +49,7 @@ class Derivative(Placeholder):
                 f"model on the variables of '{pointset.label}' before differentiating."
             )
         for node in expr.walk():
-            if node.op in ("reduce", "gaussian"):
+            if node.residual is not None:
                 raise ValueError(
                     f"jno.diff({_describe(expr)}, ...): the expression contains the reduction "
                     f"{_describe(node)}, which is not point-wise, so a per-point derivative "
@@ -58,6 +62,29 @@ class Derivative(Placeholder):
 
     def children(self):
         return self.args + self.wrt
+
+    def lower_point(self, ev, at):
+        expr = self.args[0]
+
+        def f(c):  # hoisted values are constants in c: never used inside a derivative
+            return ev.point(expr, at.moved(c))
+
+        for v in self.wrt:
+            f = _directional(f, v.index, at.coords.shape[0])
+        return f(at.coords)
+
+    def sympy_form(self, args):
+        return sympy.Derivative(args[0], *[v.sympy_form([]) for v in self.wrt])
+
+
+def _directional(f, index: int, dim: int):
+    """``c -> ∂f/∂c[index]`` by one forward-mode JVP."""
+    tangent = jnp.zeros((dim,), dtype=default_float()).at[index].set(1.0)
+
+    def df(c):
+        return jax.jvp(f, (c,), (tangent,))[1]
+
+    return df
 
 
 def diff(expr, *wrt: Variable, order: int = 1) -> Placeholder:

@@ -15,6 +15,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import sympy
 
 from .config import (
     EnsembleSettings,
@@ -273,11 +274,26 @@ class Parameter(Model, Placeholder):
 
     op = "parameter"
     kind = "param"
+    is_leaf = True
 
     def __init__(self, value, name: str | None = None):
         value = jnp.asarray(value, dtype=default_float())
         Model.__init__(self, value, name)
         Placeholder.__init__(self, (), None, value.shape, value.dtype)
+
+    @property
+    def reads_model(self) -> Parameter:
+        return self
+
+    @property
+    def name_stem(self) -> str:
+        return self.kind
+
+    def lower_global(self, ev):
+        return ev.params_of(self)
+
+    def sympy_form(self, args):
+        return sympy.Symbol(self.model_name, real=True)
 
 
 def check_mask(model: Model, mask):

@@ -7,6 +7,17 @@ Building a graph computes nothing. Every node knows
 * ``shape``: its per-point shape when point-wise, its full shape when global;
 * ``args``: its child nodes.
 
+and carries its own lowering and display (the lowering dispatches on these, never on a name):
+
+* :meth:`Placeholder.lower` (the value from its arguments' values), or
+  :meth:`~Placeholder.lower_global` / :meth:`~Placeholder.lower_point` where the two levels
+  differ; each receives the :class:`~jno.lower.evaluate.Evaluator`, so this layer imports
+  nothing of the lowering;
+* :meth:`Placeholder.sympy_form`: its sympy expression from its arguments' (``to_sympy``);
+* properties: ``is_leaf``, ``is_input_leaf``, ``adopts_pointset``, ``per_point``,
+  ``reads_model`` / ``reads_parameters``, ``redrawn``, ``residual``, ``calibrated``,
+  ``constant``, ``name_stem``.
+
 Shapes are inferred with :func:`jax.eval_shape` on abstract values, so a shape mismatch is a
 ``ValueError`` raised while the expression is written, naming the expression.
 """
@@ -20,8 +31,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import sympy
 
 from .pointset import PointSet, default_float
+from .to_sympy import apply_sympy, literal_sympy, to_sympy
 
 _ids = itertools.count()
 
@@ -70,10 +83,29 @@ def as_node(value: Any) -> Placeholder:
 
 
 class Placeholder:
-    """A node of the symbolic graph. Operators on placeholders build new nodes."""
+    """A node of the symbolic graph. Operators on placeholders build new nodes.
+
+    ``op`` is a display name (``repr``, sympy's fallback); nothing dispatches on it.
+    """
 
     op: str = "node"
     __array_priority__ = 1000  # numpy defers to our reflected operators
+
+    #: a leaf without arguments read directly (coordinates, data, noise, literals, parameters)
+    is_leaf = False
+    #: a leaf read from the inputs (coordinates, data, noise, literals): nothing to hoist
+    is_input_leaf = False
+    #: point-wise on whatever point set it is combined with, having none of its own (noise)
+    adopts_pointset = False
+    #: a leaf drawn anew at every step (``redraw=True`` noise)
+    redrawn = False
+    #: a calibrated likelihood: its value is an exact negative log-likelihood, never tempered
+    #: by ``likelihood_scale``
+    calibrated = False
+    #: the point-wise residual a reduction or likelihood consumes (``None`` for other nodes)
+    residual: Placeholder | None = None
+    #: the value of a constant (a literal), ``None`` for other nodes
+    constant: Any = None
 
     def __init__(self, args: Sequence[Placeholder], pointset: PointSet | None, shape, dtype):
         self.args = tuple(args)
@@ -112,6 +144,45 @@ class Placeholder:
 
     def abstract(self) -> jax.ShapeDtypeStruct:
         return jax.ShapeDtypeStruct(self.shape, self.dtype)
+
+    @property
+    def per_point(self) -> bool:
+        """Evaluated inside the per-point function: on a point set, or adopting one (noise)."""
+        return self.pointset is not None or self.adopts_pointset
+
+    @property
+    def reads_model(self):
+        """The model whose parameters this node reads itself (a Parameter, a network's
+        call), else ``None``."""
+        return None
+
+    @property
+    def reads_parameters(self) -> bool:
+        return self.reads_model is not None
+
+    @property
+    def name_stem(self) -> str:
+        """The stem of a constraint's default name (``mse`` in ``mse_0``)."""
+        return self.op
+
+    # ------------------------------------------------------------------ lowering
+    def lower(self, ev, args: list) -> jax.Array:
+        """This node's value from its arguments' values, the same at the global and at the
+        per-point level; ``ev`` is the :class:`~jno.lower.evaluate.Evaluator`."""
+        raise NotImplementedError(f"jno.lower: cannot lower {self!r}")
+
+    def lower_global(self, ev) -> jax.Array:
+        """The value of a global node (point-wise arguments arrive batched, ``(n, ...)``)."""
+        return self.lower(ev, [ev.value(a) for a in self.args])
+
+    def lower_point(self, ev, at) -> jax.Array:
+        """The value at one point ``at`` (a :class:`~jno.lower.evaluate.Point`), inside the
+        vmapped per-point function."""
+        return self.lower(ev, [ev.point(a, at) for a in self.args])
+
+    def sympy_form(self, args: list):
+        """This node as a sympy expression of its arguments' sympy expressions."""
+        return sympy.Function(self.op)(*args)
 
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, o):
@@ -208,66 +279,6 @@ class Placeholder:
         return diff(self, wrt, order=2)
 
     # ------------------------------------------------------------------ constraints
-    @property
-    def mse(self):
-        """Mean of squares over points and components: ``mean(r**2)``."""
-        from .reduction import Reduction
-
-        return Reduction("mse", self)
-
-    @property
-    def mean(self):
-        """Mean over points and components."""
-        from .reduction import Reduction
-
-        return Reduction("mean", self)
-
-    @property
-    def sum(self):
-        """Sum over points and components."""
-        from .reduction import Reduction
-
-        return Reduction("sum", self)
-
-    @property
-    def mae(self):
-        """Mean absolute value over points and components."""
-        from .reduction import Reduction
-
-        return Reduction("mae", self)
-
-    @property
-    def max(self):
-        """Maximum over points and components."""
-        from .reduction import Reduction
-
-        return Reduction("max", self)
-
-    def causal_mse(
-        self, t: Placeholder, slices: int = 32, eps: float = 1.0, t_range=None
-    ) -> Placeholder:
-        """Causal mse (Wang, Sankaran & Perdikaris 2022) over ``slices`` equal time slices.
-
-        With ``L_i`` the mse of the points whose ``t`` falls in slice ``i`` of ``t_range``
-        (default: the range of ``t`` on the point set), the value is ``(1/M) Σ_i w_i L_i``
-        with ``w_i = exp(-eps Σ_{j<i} L_j)`` under ``stop_gradient``. The weights are
-        recorded in ``crux.history.metrics`` as ``"causal:<constraint>:<i>"``.
-        """
-        from .reduction import CausalMSE
-
-        return CausalMSE(self, t, slices, eps, t_range)
-
-    def gaussian(self, std) -> Placeholder:
-        """Calibrated Gaussian likelihood constraint of this residual.
-
-        Its loss is the exact negative log-likelihood
-        ``½ Σ r²/σ² + Σ log(σ √(2π))`` over every point and component; ``std`` is a
-        number, an array broadcastable to the residual, or a Parameter (learned noise).
-        """
-        from .reduction import GaussianLikelihood
-
-        return GaussianLikelihood(self, std)
-
     def name(self, label: str) -> Placeholder:
         """Give this expression a name (used for constraints in the History)."""
         if not isinstance(label, str):
@@ -278,19 +289,13 @@ class Placeholder:
     # ------------------------------------------------------------------ display
     def to_sympy(self):
         """This expression as a sympy expression (coordinates and models become symbols)."""
-        from .to_sympy import to_sympy
-
         return to_sympy(self)
 
     def _repr_latex_(self) -> str:
-        import sympy
-
         return f"${sympy.latex(self.to_sympy())}$"
 
     def __str__(self) -> str:
-        from .to_sympy import to_text
-
-        return to_text(self)
+        return str(to_sympy(self))
 
     def __repr__(self) -> str:
         where = f"on {self.pointset.label}" if self.pointset is not None else "global"
@@ -302,17 +307,25 @@ class Variable(Placeholder):
     """Coordinate ``index`` of a point set; per-point shape ``(1,)``."""
 
     op = "variable"
+    is_leaf = is_input_leaf = True
 
     def __init__(self, pointset: PointSet, index: int, name: str):
         super().__init__((), pointset, (1,), default_float())
         self.index = int(index)
         self.var_name = name
 
+    def lower_point(self, ev, at):
+        return at.coords[self.index : self.index + 1]
+
+    def sympy_form(self, args):
+        return sympy.Symbol(self.var_name, real=True)
+
 
 class Literal(Placeholder):
     """A constant (number or array), global."""
 
     op = "literal"
+    is_leaf = is_input_leaf = True
 
     def __init__(self, value):
         value = np.asarray(value)
@@ -323,11 +336,22 @@ class Literal(Placeholder):
         super().__init__((), None, value.shape, value.dtype)
         self.value = value
 
+    @property
+    def constant(self):
+        return self.value
+
+    def lower_global(self, ev):
+        return jnp.asarray(self.value)
+
+    def sympy_form(self, args):
+        return literal_sympy(self.value)
+
 
 class Data(Placeholder):
     """A data array attached to a point set: row ``i`` belongs to point ``i``."""
 
     op = "data"
+    is_leaf = is_input_leaf = True
 
     def __init__(self, pointset: PointSet, name: str):
         if name not in pointset.data:
@@ -336,34 +360,39 @@ class Data(Placeholder):
         super().__init__((), pointset, array.shape[1:], array.dtype)
         self.data_name = name
 
+    def lower_point(self, ev, at):
+        return at.data(self.data_name)
+
+    def sympy_form(self, args):
+        return sympy.Symbol(self.data_name.lstrip("_"), real=True)
+
 
 class Noise(Placeholder):
     """Observation noise drawn once per solve from the crux seed.
 
     The draw has one value per point and per-point shape ``shape`` on whatever point set the
-    noise is combined with. ``redraw=True`` draws it anew every step (opt-in; this makes the
-    target random, so a sampler no longer sees one fixed data set).
+    noise is combined with. ``distribution`` is one of :mod:`jno.noise`'s distributions (a
+    ``name`` and ``sample(key, shape)``). ``redraw=True`` draws it anew every step (opt-in;
+    this makes the target random, so a sampler no longer sees one fixed data set).
     """
 
     op = "noise"
+    is_leaf = is_input_leaf = adopts_pointset = True
 
-    def __init__(self, kind: str, params: dict, shape=(), redraw: bool = False):
+    def __init__(self, distribution, shape=(), redraw: bool = False):
         super().__init__((), None, shape, default_float())
-        self.kind = kind
-        self.params = dict(params)
-        self.redraw = bool(redraw)
+        self.distribution = distribution
+        self.redrawn = bool(redraw)
 
     def sample(self, key, leading: tuple[int, ...]):
-        shape = tuple(leading) + self.shape
-        if self.kind == "gaussian":
-            return self.params["mean"] + self.params["std"] * jax.random.normal(key, shape)
-        if self.kind == "uniform":
-            return jax.random.uniform(
-                key, shape, minval=self.params["low"], maxval=self.params["high"]
-            )
-        if self.kind == "laplace":
-            return self.params["loc"] + self.params["scale"] * jax.random.laplace(key, shape)
-        raise ValueError(f"unknown noise kind {self.kind!r}")
+        """One draw of shape ``leading + shape``."""
+        return self.distribution.sample(key, tuple(leading) + self.shape)
+
+    def lower_point(self, ev, at):
+        return at.noise(self)
+
+    def sympy_form(self, args):
+        return sympy.Symbol(f"epsilon_{self.distribution.name}", real=True)
 
 
 # ---------------------------------------------------------------------- operations
@@ -389,6 +418,19 @@ class Apply(Placeholder):
             raise TypeError(f"`{name}` must return one array, got {type(out).__name__}")
         super().__init__(args, pointset, out.shape, out.dtype)
 
+    @property
+    def name_stem(self) -> str:
+        """A weighted constraint (``10 * bc.mse``) is named after its reduction."""
+        if not self.args:
+            return self.op
+        return max(self.args, key=lambda a: a.residual is not None).name_stem
+
+    def lower(self, ev, args):
+        return self.fn(*args, **self.kwargs)
+
+    def sympy_form(self, args):
+        return apply_sympy(self.fn_name, args, self.kwargs)
+
 
 class Index(Placeholder):
     """``expr[index]`` on the per-point value."""
@@ -407,6 +449,12 @@ class Index(Placeholder):
                 f"{index!r}: {err}"
             ) from None
         super().__init__((expr,), expr.pointset, out.shape, out.dtype)
+
+    def lower(self, ev, args):
+        return args[0][self.index]
+
+    def sympy_form(self, args):
+        return sympy.Function("component")(args[0], sympy.Symbol(str(self.index)))
 
 
 def integer_pow(a, *, n: int):

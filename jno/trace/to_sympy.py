@@ -1,27 +1,42 @@
-"""Convert graphs to sympy (for display, LaTeX and checking) and build graphs from sympy."""
+"""Convert graphs to sympy (for display, LaTeX and checking).
+
+Each node class gives its own form (:meth:`~jno.trace.node.Placeholder.sympy_form`); this
+module walks the graph and holds the vocabulary they share: literals, and the sympy
+counterparts of the JAX functions an ``Apply`` node wraps (by the function's name).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import sympy
 
-_SYMPY_FUNCS = {
-    "sin": sympy.sin,
-    "cos": sympy.cos,
-    "tan": sympy.tan,
-    "exp": sympy.exp,
-    "log": sympy.log,
-    "sqrt": sympy.sqrt,
-    "tanh": sympy.tanh,
-    "sinh": sympy.sinh,
-    "cosh": sympy.cosh,
-    "arctan": sympy.atan,
-    "arcsin": sympy.asin,
-    "arccos": sympy.acos,
-    "abs": sympy.Abs,
-    "maximum": sympy.Max,
-    "minimum": sympy.Min,
+
+def _positional(f):
+    return lambda args, kwargs: f(*args)
+
+
+_FUNCTIONS = {
+    name: _positional(f)
+    for name, f in {
+        "sin": sympy.sin,
+        "cos": sympy.cos,
+        "tan": sympy.tan,
+        "exp": sympy.exp,
+        "log": sympy.log,
+        "sqrt": sympy.sqrt,
+        "tanh": sympy.tanh,
+        "sinh": sympy.sinh,
+        "cosh": sympy.cosh,
+        "arctan": sympy.atan,
+        "arcsin": sympy.asin,
+        "arccos": sympy.acos,
+        "abs": sympy.Abs,
+        "maximum": sympy.Max,
+        "minimum": sympy.Min,
+        "neg": lambda a: -a,
+    }.items()
 }
+_FUNCTIONS["ipow"] = lambda args, kwargs: args[0] ** kwargs["n"]
 _BINARY = {
     "+": lambda a, b: a + b,
     "-": lambda a, b: a - b,
@@ -38,7 +53,8 @@ _BINARY = {
 }
 
 
-def _literal(value: np.ndarray):
+def literal_sympy(value: np.ndarray):
+    """A constant: an integer, ``pi``/``E``, a 6-digit float, or a symbol for an array."""
     if value.size == 1:
         v = value.reshape(()).item()
         if isinstance(v, bool):
@@ -52,52 +68,20 @@ def _literal(value: np.ndarray):
     return sympy.Symbol(f"C{value.shape}")
 
 
+def apply_sympy(name: str, args: list, kwargs: dict):
+    """The JAX function named ``name`` (an operator or a ``jno.np`` function) in sympy; an
+    unknown function stays an undefined sympy function of that name."""
+    if name in _BINARY and len(args) == 2:
+        return _BINARY[name](*args)
+    if name in _FUNCTIONS:
+        return _FUNCTIONS[name](args, kwargs)
+    return sympy.Function(name)(*args)
+
+
 def to_sympy(node):
     """The sympy expression of a graph. Coordinates become symbols named as the coordinates,
     parameters symbols named as the model, network calls undefined functions."""
     memo: dict[int, object] = {}
     for n in node.walk():
-        args = [memo[a.id] for a in n.args]
-        memo[n.id] = _convert(n, args, memo)
+        memo[n.id] = n.sympy_form([memo[a.id] for a in n.args])
     return memo[node.id]
-
-
-def _convert(n, args, memo):
-    op = n.op
-    if op == "variable":
-        return sympy.Symbol(n.var_name, real=True)
-    if op == "literal":
-        return _literal(n.value)
-    if op == "parameter":
-        return sympy.Symbol(n.model_name, real=True)
-    if op == "data":
-        return sympy.Symbol(n.data_name.lstrip("_"), real=True)
-    if op == "noise":
-        return sympy.Symbol(f"epsilon_{n.kind}", real=True)
-    if op == "call":
-        return sympy.Function(n.model.model_name)(*args)
-    if op == "index":
-        return sympy.Function("component")(args[0], sympy.Symbol(str(n.index)))
-    if op == "diff":
-        syms = [memo[v.id] for v in n.wrt]
-        return sympy.Derivative(args[0], *syms)
-    if op == "reduce":
-        return sympy.Function(n.kind)(args[0])
-    if op == "gaussian":
-        return sympy.Function("gaussian_nll")(args[0], args[1])
-    if op == "apply":
-        name = n.fn_name
-        if name in _BINARY and len(args) == 2:
-            return _BINARY[name](*args)
-        if name == "ipow":
-            return args[0] ** n.kwargs["n"]
-        if name == "neg":
-            return -args[0]
-        if name in _SYMPY_FUNCS:
-            return _SYMPY_FUNCS[name](*args)
-        return sympy.Function(name)(*args)
-    return sympy.Function(op)(*args)
-
-
-def to_text(node) -> str:
-    return str(to_sympy(node))

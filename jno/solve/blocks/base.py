@@ -10,7 +10,8 @@ none). The engine calls, per block and per population element:
 ``step(key, state, objective) -> (state, info)``
     one transition (an MCMC move, an optax update, an ELBO step) of a :class:`BlockState`;
 ``adapt(key, state, objective, num_steps) -> (state, grad_evals)``
-    optional warm-up tuning (window adaptation, MCLMC's tuner);
+    warm-up tuning of a sampling block whose ``tuner`` is not ``Tuner.NONE`` (window
+    adaptation, MCLMC's tuner);
 ``position(kernel state) -> position``;
 ``record(state, info) -> (draw, diagnostics)``
     what a recorded step keeps: the draw, and a flat ``{field: scalar}`` dict.
@@ -22,13 +23,17 @@ solve's gradient-evaluation count.
 ``objective(position) -> (data_loss, losses)`` is built by the engine for this block: the
 weighted data term ``Σ_k w_k L_k`` with every other block held (``w_k`` from the block's
 ``likelihood_scale``; a substep's constraint mask applied), and the per-constraint losses
-``(C,)``. A sampling block turns it into its log-density with :meth:`Block.log_posterior`
+``(C,)``. A sampling block turns it into its log-density with :meth:`SamplingBlock.log_posterior`
 (``-data_loss + log prior``); an optimisation block minimises it.
 
 The family is declared by the class (``family``, ``population``, ``records``, ``diagnostics``,
-``metrics``), never guessed elsewhere. A new family is one new module in this package that
-subclasses :class:`Block` and is decorated with :func:`~jno.trace.config.register_family`
-(the package imports every module it contains).
+``metrics``), never guessed elsewhere. :class:`Block` holds what every block uses (the optax
+group and the ensemble included); :class:`SamplingBlock` adds what the families a
+configurator's factory selects (``.bayesian``, ``.vi``) share: the
+:class:`~jno.family.SamplerFamily` declaration (``claims``, ``validate``, ``tuner``,
+``adapts``), the log-posterior and warm-up tuning. A new family is one new module in this
+package that subclasses :class:`SamplingBlock` and is decorated with
+:func:`~jno.family.register_family` (the package imports every module it contains).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ...family import Tuner
 from ...lower.evaluate import model_key
 from ...trace.pointset import default_float
 from ..state import BlockState
@@ -88,10 +94,8 @@ class Block:
     metrics: ClassVar[tuple[str, ...]] = ()
     #: whether the block is a variational fit (``.vi``)
     variational: ClassVar[bool] = False
-    #: whether the block samples (has a log-density, priors, chains)
-    samples: ClassVar[bool] = True
-    #: registration order: families with a higher priority are asked first
-    priority: ClassVar[int] = 0
+    #: whether the block samples (has a log-density, priors, chains): a :class:`SamplingBlock`
+    samples: ClassVar[bool] = False
 
     def __init__(
         self, settings, members: list[Member], priors=None, *, num_chains=1, refresh=False
@@ -101,26 +105,6 @@ class Block:
         self.priors = priors or []
         self.num_chains = num_chains
         self.refresh = refresh
-
-    # ------------------------------------------------------------------ family declaration
-    @classmethod
-    def claims(cls, factory) -> bool:
-        """Whether this family runs ``factory`` (sampler families override)."""
-        return False
-
-    @classmethod
-    def validate(cls, where: str, settings) -> None:
-        """Configuration-time checks of ``settings``; raise naming ``where`` and the fix."""
-
-    @classmethod
-    def adapts(cls, settings) -> bool:
-        """Whether the block tunes its kernel in warm-up (then ``adapt`` is called)."""
-        return False
-
-    @classmethod
-    def schema(cls, settings) -> str:
-        """The diagnostics this family records, for the configuration log line."""
-        return ", ".join(cls.diagnostics) if cls.diagnostics else "none"
 
     # ------------------------------------------------------------------ protocol
     def tuning(self, position) -> dict:
@@ -132,10 +116,6 @@ class Block:
 
     def step(self, key, state: BlockState, objective: Objective) -> tuple[BlockState, dict]:
         raise NotImplementedError
-
-    def adapt(self, key, state: BlockState, objective: Objective, num_steps: int):
-        """Warm-up tuning of one chain: ``(state, grad_evals)``."""
-        raise NotImplementedError(f"{type(self).__name__} does not adapt")
 
     def position(self, kernel_state):
         """The position inside the family's state (a NamedTuple's or a dict's ``position``)."""
@@ -171,6 +151,53 @@ class Block:
         """Steps a bare ``solve()`` runs after ``done`` steps (``None``: no default)."""
         return None
 
+    def describe(self) -> str:
+        """The configuration log line of this block."""
+        return f"Model {self.label}: {self.family}"
+
+
+class SamplingBlock(Block):
+    """A family a configurator's factory selects (``.bayesian``, ``.vi``): it implements
+    :class:`~jno.family.SamplerFamily` (decorate the class with
+    :func:`~jno.family.register_family`), samples a log-posterior, and may tune its kernel in
+    warm-up as its ``tuner`` says."""
+
+    samples = True
+    #: registration order: families with a higher priority are asked first
+    priority: ClassVar[int] = 0
+    #: the warm-up tuning the family runs (``adapt``) when ``adapt=True`` and ``warmup > 0``
+    tuner: ClassVar[Tuner] = Tuner.NONE
+
+    # ------------------------------------------------------------------ family declaration
+    @classmethod
+    def claims(cls, factory) -> bool:
+        """Whether this family runs ``factory``."""
+        return False
+
+    @classmethod
+    def validate(cls, where: str, settings) -> None:
+        """Configuration-time checks of ``settings``; raise naming ``where`` and the fix."""
+
+    @classmethod
+    def adapts(cls, settings) -> bool:
+        """Whether the block tunes its kernel in warm-up (then ``adapt`` is called): it has a
+        tuner, and ``settings`` ask for adaptation over a warm-up."""
+        return (
+            cls.tuner is not Tuner.NONE
+            and bool(getattr(settings, "adapt", False))
+            and getattr(settings, "warmup", 0) > 0
+        )
+
+    @classmethod
+    def schema(cls, settings) -> str:
+        """The diagnostics this family records, for the configuration log line."""
+        return ", ".join(cls.diagnostics) if cls.diagnostics else "none"
+
+    # ------------------------------------------------------------------ sampling
+    def adapt(self, key, state: BlockState, objective: Objective, num_steps: int):
+        """Warm-up tuning of one chain: ``(state, grad_evals)`` (families with a tuner)."""
+        raise NotImplementedError(f"{type(self).__name__} does not adapt")
+
     def log_posterior(self, objective: Objective) -> Callable[[PyTree], jax.Array]:
         """``θ -> -data_loss(θ) + Σ_m log prior_m(θ_m)``."""
 
@@ -180,10 +207,6 @@ class Block:
             return -data + lp
 
         return logdensity
-
-    def describe(self) -> str:
-        """The configuration log line of this block."""
-        return f"Model {self.label}: {self.family}"
 
 
 def field_of(kernel_state, name: str, default=None):

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ...trace.config import factory_name, register_family
+from ...family import Tuner, register_family
 from ...trace.pointset import default_float
 from ..state import BlockState
 from .base import inverse_mass_matrix, scalar_info
@@ -34,15 +34,12 @@ class MCLMCBlock(SampledBlock):
 
     family = "mclmc"
     priority = 10
+    tuner = Tuner.OWN
     diagnostics = ("energy_change",)
 
     @classmethod
     def claims(cls, factory) -> bool:
-        return factory_name(factory) == "mclmc"
-
-    @classmethod
-    def adapts(cls, settings) -> bool:
-        return settings.adapt and settings.warmup > 0
+        return factory is blackjax.mclmc
 
     @classmethod
     def validate(cls, where: str, settings) -> None:

@@ -2,9 +2,15 @@
 MALA, custom ``SamplingAlgorithm`` factories).
 
 The kernel is rebuilt from its factory around the current log-density at every step (cheap:
-Python closures at trace time). HMC-family kernels (``nuts``, ``hmc``, ...) with
-``adapt=True`` run blackjax window adaptation over warm-up, every chain on its own, and keep
-the adapted ``step_size`` and ``inverse_mass_matrix`` per chain in ``BlockState.tuned``.
+Python closures at trace time). Two families share the step:
+
+* :class:`HMCBlock` runs the kernels blackjax's window adaptation tunes, recognised by
+  identity (:data:`WINDOW_ADAPTED`, blackjax's ``hmc_family`` and ``dynamic_hmc``). With
+  ``adapt=True`` it runs window adaptation over warm-up, every chain on its own, and keeps the
+  adapted ``step_size`` and ``inverse_mass_matrix`` per chain in ``BlockState.tuned``.
+* :class:`MCMCBlock` runs every other factory whose first parameter is ``logdensity_fn``
+  (MALA, random walks, a user's own kernel) with the arguments given to ``.bayesian``; it has
+  no tuner, so ``step_size=`` is required.
 """
 
 from __future__ import annotations
@@ -15,16 +21,21 @@ import numpy as np
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 from jax.flatten_util import ravel_pytree
 
-from ...trace.config import accepts, factory_name, factory_signature, register_family
+from ...family import Tuner, accepts, factory_signature, register_family
 from ...trace.pointset import default_float
 from ..state import BlockState
-from .base import Block, field_of, inverse_mass_matrix, scalar_info
+from .base import SamplingBlock, field_of, inverse_mass_matrix, scalar_info
 
-HMC_FAMILY = ("nuts", "hmc", "dynamic_hmc", "multinomial_hmc")
+#: The kernels ``blackjax.window_adaptation`` tunes (``step_size`` and
+#: ``inverse_mass_matrix`` on a euclidean metric), by identity: ``blackjax.hmc_family``
+#: (hmc, nuts, multinomial_hmc) and ``dynamic_hmc``. Compared with ``is``: blackjax's
+#: top-level APIs are unhashable dataclasses.
+WINDOW_ADAPTED = (blackjax.nuts, blackjax.hmc, blackjax.dynamic_hmc, blackjax.multinomial_hmc)
 
 
-def is_hmc_family(factory) -> bool:
-    return factory_name(factory) in HMC_FAMILY
+def one_of(factory, kernels) -> bool:
+    """Whether ``factory`` is one of ``kernels`` (by identity)."""
+    return any(factory is k for k in kernels)
 
 
 def check_kernel_kwargs(where: str, settings, extra: tuple[str, ...] = ()) -> None:
@@ -38,7 +49,7 @@ def check_kernel_kwargs(where: str, settings, extra: tuple[str, ...] = ()) -> No
             )
 
 
-class SampledBlock(Block):
+class SampledBlock(SamplingBlock):
     """What every MCMC family shares: the ``warmup/keep/thin`` schedule and its defaults."""
 
     def kept_rows(self, steps: np.ndarray) -> np.ndarray:
@@ -63,7 +74,8 @@ class SampledBlock(Block):
 
 @register_family
 class MCMCBlock(SampledBlock):
-    """Full-data MCMC with a blackjax ``SamplingAlgorithm`` factory."""
+    """Full-data MCMC with a blackjax ``SamplingAlgorithm`` factory and no tuner: the kernel
+    runs with the arguments given to ``.bayesian``."""
 
     family = "full"
     diagnostics = ("is_divergent", "acceptance_rate", "energy", "num_integration_steps")
@@ -76,13 +88,9 @@ class MCMCBlock(SampledBlock):
         return [p.name for p in params] == ["args", "kwargs"] and hasattr(factory, "build_kernel")
 
     @classmethod
-    def adapts(cls, settings) -> bool:
-        return settings.adapt and is_hmc_family(settings.factory) and settings.warmup > 0
-
-    @classmethod
     def validate(cls, where: str, settings) -> None:
         check_kernel_kwargs(where, settings)
-        if "step_size" not in settings.kernel_kwargs and not settings.adapts:
+        if "step_size" not in settings.kernel_kwargs and not cls.adapts(settings):
             raise ValueError(
                 f"{where}: .bayesian({settings.name}, ...) needs step_size=. Only HMC-family "
                 "kernels (nuts, hmc) with adapt=True and warmup > 0 choose one by window "
@@ -91,22 +99,9 @@ class MCMCBlock(SampledBlock):
 
     @classmethod
     def schema(cls, settings) -> str:
-        if is_hmc_family(settings.factory):
-            return "is_divergent, acceptance_rate, energy"
-        if settings.name == "mala":
+        if settings.factory is blackjax.mala:
             return "acceptance_rate"
         return "fields of the kernel's info"
-
-    def tuning(self, position) -> dict:
-        s = self.settings
-        if not is_hmc_family(s.factory):
-            return {}
-        dim = ravel_pytree(position)[0].shape[0]
-        imm = s.kernel_kwargs.get("inverse_mass_matrix")
-        return {
-            "step_size": jnp.asarray(s.kernel_kwargs.get("step_size", 1.0), default_float()),
-            "inverse_mass_matrix": inverse_mass_matrix(imm, dim, f"model(s) {self.label}"),
-        }
 
     def kernel(self, logdensity, tuned: dict):
         return self.settings.factory(logdensity, **{**self.settings.kernel_kwargs, **tuned})
@@ -123,6 +118,32 @@ class MCMCBlock(SampledBlock):
         if logdensity is not None:
             out["nonfinite"] = ~jnp.isfinite(logdensity)
         return BlockState(new, state.tuned), out
+
+
+@register_family
+class HMCBlock(MCMCBlock):
+    """The HMC family (:data:`WINDOW_ADAPTED`): ``step_size`` and ``inverse_mass_matrix`` are
+    per-chain kernel arguments, chosen by blackjax's window adaptation in warm-up."""
+
+    priority = 1  # asked before MCMCBlock, which claims these factories too
+    tuner = Tuner.WINDOW
+
+    @classmethod
+    def claims(cls, factory) -> bool:
+        return one_of(factory, WINDOW_ADAPTED)
+
+    @classmethod
+    def schema(cls, settings) -> str:
+        return "is_divergent, acceptance_rate, energy"
+
+    def tuning(self, position) -> dict:
+        s = self.settings
+        dim = ravel_pytree(position)[0].shape[0]
+        imm = s.kernel_kwargs.get("inverse_mass_matrix")
+        return {
+            "step_size": jnp.asarray(s.kernel_kwargs.get("step_size", 1.0), default_float()),
+            "inverse_mass_matrix": inverse_mass_matrix(imm, dim, f"model(s) {self.label}"),
+        }
 
     def adapt(self, key, state: BlockState, objective, num_steps: int):
         """blackjax window adaptation for ``num_steps`` steps from the chain's position."""

@@ -8,19 +8,22 @@ kernels return no info object: ``posterior_diagnostics`` is ``None``.
 
 from __future__ import annotations
 
+import blackjax
 import jax
 
-from ...trace.config import factory_name, first_parameter, register_family
+from ...family import first_parameter, register_family
 from ..state import BlockState
-from .mcmc import SampledBlock, check_kernel_kwargs
+from .mcmc import SampledBlock, check_kernel_kwargs, one_of
 
-SG_NAMES = ("sgld", "sghmc", "sgnht", "csgld")
+#: blackjax's SG-MCMC kernels, by identity (``csgld`` takes ``logdensity_estimator`` first;
+#: the others, and a user's own, are claimed by their first parameter ``grad_estimator``).
+SG_KERNELS = (blackjax.sgld, blackjax.sghmc, blackjax.sgnht, blackjax.csgld)
 STEP_ARGS = ("step_size", "temperature")
 
 
 @register_family
 class SGMCMCBlock(SampledBlock):
-    """SG-MCMC: the state is the bare position."""
+    """SG-MCMC: the state is the bare position; no tuner (``step_size=`` is required)."""
 
     family = "sg"
     priority = 5
@@ -28,7 +31,7 @@ class SGMCMCBlock(SampledBlock):
 
     @classmethod
     def claims(cls, factory) -> bool:
-        return factory_name(factory) in SG_NAMES or first_parameter(factory) == "grad_estimator"
+        return one_of(factory, SG_KERNELS) or first_parameter(factory) == "grad_estimator"
 
     @classmethod
     def validate(cls, where: str, settings) -> None:

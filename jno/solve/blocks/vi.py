@@ -9,16 +9,18 @@ the model's ``posterior_samples`` ``(1, N, *param)``; there are no per-step diag
 
 from __future__ import annotations
 
+import blackjax
 import jax
 import jax.numpy as jnp
 
-from ...trace.config import BayesSettings, factory_name, register_family
+from ...family import register_family
+from ...trace.config import BayesSettings
 from ..state import BlockState
-from .base import Block
+from .base import SamplingBlock
 
 
 @register_family
-class MeanFieldVIBlock(Block):
+class MeanFieldVIBlock(SamplingBlock):
     """One mean-field VI fit (a block of its own per ``.vi`` call)."""
 
     family = "vi"
@@ -30,7 +32,7 @@ class MeanFieldVIBlock(Block):
 
     @classmethod
     def claims(cls, factory) -> bool:
-        return factory_name(factory) == "meanfield_vi"
+        return factory is blackjax.meanfield_vi
 
     @classmethod
     def validate(cls, where: str, settings) -> None:
