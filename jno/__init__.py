@@ -7,6 +7,8 @@ lowers them to JAX and ``crux.solve()`` optimises (optax) or samples (blackjax) 
 import logging as _logging
 
 from . import bayesian, nn, noise, np, sym, xla_defaults
+from .compile_cache import config
+from .compile_cache import configure_at_import as _configure_cache
 from .crux import Crux, core
 from .domain import domain
 from .solve import balance, trackers
@@ -19,6 +21,8 @@ from .trace.derivative import diff
 from .trace.node import Placeholder, apply
 
 __version__ = "0.1.0"
+
+_configure_cache()
 
 
 def fn(f, *args, name=None, **kwargs):
@@ -53,6 +57,7 @@ __all__ = [
     "StoredDraws",
     "balance",
     "bayesian",
+    "config",
     "core",
     "diff",
     "domain",

@@ -88,7 +88,7 @@ class Crux:
         return self.solver.solve(epochs, SolveOptions.from_keywords(options))
 
     solve.__signature__ = solve_signature()
-    solve.__doc__ += options_doc()
+    solve.__doc__ = (solve.__doc__ or "") + options_doc()
 
     def condition(self, data: dict, *, warm_start: bool = False, dataset: int | None = None):
         """Put new data in place of the arrays the compiled program reads, without recompiling.

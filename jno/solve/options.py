@@ -121,7 +121,9 @@ def solve_signature(epochs_annotation=int | None) -> inspect.Signature:
 
 def options_doc() -> str:
     """The options' documentation (``SolveOptions``'s attributes), for ``Crux.solve``."""
-    text = SolveOptions.__doc__ or ""
+    text = SolveOptions.__doc__ or ""  # None under python -OO
+    if "Attributes:" not in text:
+        return ""
     return "\n    Options:" + text[text.index("Attributes:") + len("Attributes:") :].rstrip() + "\n"
 
 
