@@ -6,7 +6,10 @@ keep compiled programs on disk, keyed by the program, the compile options, the X
 the jax/jaxlib versions, so a re-run loads them instead. ``import jno`` turns that on:
 
 * folder: ``$JNO_COMPILATION_CACHE`` if it names one, else ``$XDG_CACHE_HOME/jno/xla``
-  (default ``~/.cache/jno/xla``);
+  (default ``~/.cache/jno/xla``), in a subfolder named by this machine's CPU
+  (:func:`host_tag`): JAX's cache key names the platform ("cpu") but not the instruction set,
+  so a home folder shared by nodes of different CPUs would otherwise hand one node programs
+  compiled for another's;
 * bounded to :data:`MAX_BYTES` (least recently used programs are evicted first); programs
   that compile in less than :data:`MIN_COMPILE_SECONDS` are not stored;
 * off with ``JNO_COMPILATION_CACHE=0`` (before ``import jno``) or ``jno.config(
@@ -20,7 +23,9 @@ Clear it by deleting the folder (:func:`cache_dir` says which).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import tempfile
 import warnings
 from pathlib import Path
@@ -39,6 +44,17 @@ def default_dir() -> Path:
     return Path(base) / "jno" / "xla"
 
 
+def host_tag() -> str:
+    """A short name of this machine's CPU: its architecture and instruction-set flags."""
+    text = platform.machine() + platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            text += next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    return f"{platform.machine() or 'cpu'}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
 def cache_dir() -> Path | None:
     """The folder JAX's persistent cache uses now (``None``: off)."""
     if not jax.config.jax_enable_compilation_cache:
@@ -48,9 +64,10 @@ def cache_dir() -> Path | None:
 
 
 def enable(path: str | os.PathLike | None = None) -> Path | None:
-    """Keep compiled programs in ``path`` (default :func:`default_dir`); returns the folder,
-    or ``None`` with a warning when it cannot be written."""
-    folder = Path(path) if path is not None else default_dir()
+    """Keep compiled programs under ``path`` (default :func:`default_dir`), in this CPU's
+    subfolder (:func:`host_tag`); returns the folder, or ``None`` with a warning when it
+    cannot be written."""
+    folder = (Path(path) if path is not None else default_dir()) / host_tag()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder):

@@ -24,6 +24,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.jit(lambda x: jax.numpy.sin(x) * 2.0 + 1.0)(jax.numpy.arange(7.0)).block_until_ready()
 print(json.dumps({{
     "dir": jno.compile_cache.cache_dir() and str(jno.compile_cache.cache_dir()),
+    "tag": jno.compile_cache.host_tag(),
     "compiled": events.count("/jax/core/compile/backend_compile_duration"),  # requests
     "loaded": events.count("/jax/compilation_cache/cache_retrieval_time_sec"),
     "warnings": [str(w.message) for w in caught if "compilation cache" in str(w.message)],
@@ -47,9 +48,9 @@ def probe(tmp_path, env=None, before="", after=""):
 
 def test_on_by_default_and_a_second_process_loads_instead_of_compiling(tmp_path):
     first = probe(tmp_path)
-    assert first["dir"] == str(tmp_path / "xdg" / "jno" / "xla")
+    assert first["dir"] == str(tmp_path / "xdg" / "jno" / "xla" / first["tag"])
     assert first["compiled"] >= 1 and first["loaded"] == 0
-    assert any((tmp_path / "xdg" / "jno" / "xla").iterdir())
+    assert any((tmp_path / "xdg" / "jno" / "xla" / first["tag"]).iterdir())
     second = probe(tmp_path)
     # every program the first process stored, the second loads (JAX reports a compile
     # request either way: "compiled" counts requests, "loaded" the cache's answers)
@@ -65,7 +66,7 @@ def test_the_environment_variable_turns_it_off(tmp_path, value):
 
 def test_a_folder_moves_it_and_the_users_own_jax_cache_is_left_alone(tmp_path):
     moved = probe(tmp_path, {"JNO_COMPILATION_CACHE": str(tmp_path / "mine")})
-    assert moved["dir"] == str(tmp_path / "mine")
+    assert moved["dir"] == str(tmp_path / "mine" / moved["tag"])
     own = probe(tmp_path, {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax")})
     assert own["dir"] == str(tmp_path / "jax")
     configured = probe(
@@ -78,7 +79,8 @@ def test_jno_config_switches_it_off_and_moves_it(tmp_path):
     off = probe(tmp_path, after="jno.config(compilation_cache=False)")
     assert off["dir"] is None and off["loaded"] == 0
     moved = probe(tmp_path, after=f'jno.config(compilation_cache="{tmp_path / "b"}")')
-    assert moved["dir"] == str(tmp_path / "b") and any((tmp_path / "b").iterdir())
+    assert moved["dir"] == str(tmp_path / "b" / moved["tag"])
+    assert any((tmp_path / "b" / moved["tag"]).iterdir())
 
 
 def test_an_unwritable_folder_is_a_warning_not_an_error(tmp_path):
