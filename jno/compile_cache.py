@@ -24,6 +24,7 @@ Clear it by deleting the folder (:func:`cache_dir` says which).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import platform
 import tempfile
@@ -81,7 +82,8 @@ def enable(path: str | os.PathLike | None = None) -> Path | None:
         return None
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
+    if importlib.util.find_spec("filelock") is not None:  # JAX needs it for the bound
+        jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     _reset()
     return folder
