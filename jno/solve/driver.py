@@ -34,7 +34,6 @@ from .options import SolveOptions, check_call, step_budget
 from .plan import SolvePlan, log_plan, make_plan, resolve_substeps
 from .reconfigure import carry_state, changed_models, configuration
 from .schedule import default_epochs, sampling_only
-from .signals import Preempted
 from .streams import KeyStreams, dataset_streams
 
 log = logging.getLogger("jno")
@@ -92,7 +91,7 @@ class Solver:
         now = {m.uid: configuration(m) for m in self.program.models}
         if now == self._configured:
             return
-        changed = changed_models(self.program, self._configured, self.state is not None)
+        changed = changed_models(self.program, self._configured, now, self.state is not None)
         old_plan = self.plan
         self.plan = make_plan(self.program)
         self.engine, self._signature, self._layout = None, None, None
@@ -225,7 +224,7 @@ class Solver:
         stop = start + epochs
         check_call(o, self.plan, start, stop, self.step_index)
         run = Run(self, ckpt.Call(start, stop, print_rate or 100))
-        hooks = solve_hooks(o, resamplers, stop - self.step_index)
+        hooks = solve_hooks(o, self.program, resamplers, stop - self.step_index)
         fast = self.fastpath(o.substeps) and not resamplers
         run_call(self, engine, run, hooks, fast, o)
         return self.history
@@ -276,4 +275,4 @@ class Solver:
         )
 
 
-__all__ = ["Preempted", "Solver"]
+__all__ = ["Solver"]

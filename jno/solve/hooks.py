@@ -80,10 +80,9 @@ class CausalMetrics(Hook):
 
     def after_chunk(self, run: Run) -> bool:
         s = run.solver
-        if has_causal(s.program):
-            fn = s.jit("causal", lambda st: causal_metrics(s.program, s.engine.view(st), st.inputs))
-            for name, value in fn(s.state).items():
-                s.history.append_metric(name, [s.step_index - 1], np.asarray(value)[None])
+        fn = s.jit("causal", lambda st: causal_metrics(s.program, s.engine.view(st), st.inputs))
+        for name, value in fn(s.state).items():
+            s.history.append_metric(name, [s.step_index - 1], np.asarray(value)[None])
         return False
 
 
@@ -238,9 +237,9 @@ class Checkpointing(Hook):
             ckpt.save(self.path, run.solver.snapshot(), run.call, *self.solve_args)
 
 
-def solve_hooks(options, resamplers: list, total: int) -> list[Hook]:
+def solve_hooks(options, program, resamplers: list, total: int) -> list[Hook]:
     """The hooks of one ``crux.solve`` call, in the order they run."""
-    hooks: list[Hook] = [CausalMetrics()]
+    hooks: list[Hook] = [CausalMetrics()] if has_causal(program) else []
     if resamplers:
         hooks.append(Resampling(resamplers))
     hooks.append(Progress(options.progress, total))

@@ -31,14 +31,14 @@ def configuration(model) -> tuple:
     )
 
 
-def changed_models(program, before: dict, started: bool) -> list:
-    """The models whose configuration differs from ``before`` (``{uid: configuration}``).
+def changed_models(program, before: dict, now: dict, started: bool) -> list:
+    """The models whose configuration ``now`` differs from ``before`` (``{uid:
+    configuration}`` each).
 
     Raises:
         ValueError: after the first solve (``started``), a model changed its Bayesian,
             ensemble or initializer configuration.
     """
-    now = {m.uid: configuration(m) for m in program.models}
     changed = [m for m in program.models if now[m.uid] != before[m.uid]]
     bayes = [m for m in changed if now[m.uid][2:] != before[m.uid][2:]]
     if started and bayes:

@@ -27,13 +27,18 @@ MAX_RESTARTS = 10  # new starts tried for a chain whose log-density is not finit
 RESTART_RADIUS = 2.0  # uniform(-r, r) around the start, as Stan and NumPyro do
 
 
+def block_position(blk, params: dict) -> dict:
+    """``{member key: pytree}``: the part of the models' ``params`` the block moves."""
+    return {mem.key: take_masked(params[mem.model_key], mem.mask) for mem in blk.members}
+
+
 def init_state(engine, params: dict, inputs: dict) -> SolveState:
     """The solve state at ``params`` on ``inputs`` (``Program.inputs``); chain starts are
     dispersed by ``init_jitter`` and ensemble members drawn around ``params``."""
     point = dict(params)
     starts, tuned = [], []
     for b, blk in enumerate(engine.blocks):
-        pos = {mem.key: take_masked(params[mem.model_key], mem.mask) for mem in blk.members}
+        pos = block_position(blk, params)
         for mem in blk.members:
             point[mem.model_key] = drop_masked(point[mem.model_key], mem.mask)
         if blk.population == "chains":
@@ -106,10 +111,7 @@ def apply_initializers(engine, state: SolveState) -> SolveState:
     starts = engine.positions(state)
     tuned = [bs.tuned for bs in state.blocks]
     params = engine.program.initial_params()
-    initial = [
-        {mem.key: take_masked(params[mem.model_key], mem.mask) for mem in blk.members}
-        for blk in engine.blocks
-    ]
+    initial = [block_position(blk, params) for blk in engine.blocks]
     changed = False
     for b, blk in enumerate(engine.blocks):
         init = block_initializer(blk) if blk.samples else None

@@ -10,19 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# The family registry is a bottom module that the solve layer's families fill; ``accepts`` is
-# re-exported for the solve layer's initializer step.
-from ..family import SamplerFamily, accepts, factory_name, kernel_family
+# The family registry is a bottom module that the solve layer's families fill.
+from ..family import SamplerFamily, factory_name, kernel_family
 
-__all__ = [
-    "BayesSettings",
-    "EnsembleSettings",
-    "VISettings",
-    "accepts",
-    "factory_name",
-    "kernel_family",
-    "make_bayes_settings",
-]
+__all__ = ["BayesSettings", "EnsembleSettings", "VISettings", "make_bayes_settings"]
 
 
 @dataclass

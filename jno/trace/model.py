@@ -17,13 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import sympy
 
-from .config import (
-    EnsembleSettings,
-    VISettings,
-    factory_name,
-    kernel_family,
-    make_bayes_settings,
-)
+from ..family import factory_name, kernel_family
+from .config import EnsembleSettings, VISettings, make_bayes_settings
 from .node import Placeholder
 from .pointset import default_float
 
