@@ -32,7 +32,7 @@ SIDE = {
     "jno.plot",
     "jno.sym",
 }
-TOP = {"jno", "jno.__main__"}
+TOP = {"jno", "jno.__main__"}  # and the runnable examples, jno.examples.*
 
 # Arrows the rules forbid but that stay, each with its reason.
 ALLOWED_ARROWS = {
@@ -112,7 +112,7 @@ def _area(module: str) -> tuple[str, int | None]:
     """``("bottom" | "core" | "side" | "top", rank)`` of a module."""
     if module in BOTTOM:
         return "bottom", 0
-    if module in TOP:
+    if module in TOP or module.startswith("jno.examples"):
         return "top", 5
     for prefix, rank in CORE.items():
         if module == prefix or module.startswith(prefix + "."):
