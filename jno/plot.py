@@ -287,7 +287,8 @@ def predictive_band(
         center: ``"mean"`` or ``"median"`` of the draws.
         truth: optional ``(P,)`` reference curve (dashed black).
         ax: draw into this axes (the Figure is still returned).
-        label, color: of the centre line and band.
+        label: of the centre line and band.
+        color: of the centre line and band.
 
     Returns:
         The Figure. In ``ax.lines``: the centre line (label ``"<label> <center>"``), the band

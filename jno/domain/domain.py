@@ -293,7 +293,7 @@ class Domain:
 
         Raises:
             ValueError: for a tag without normals (``"interior"``, ``"initial"``, user tags
-            added without ``normals=``), or a variable of another domain.
+                added without ``normals=``), or a variable of another domain.
         """
         if sample is not None:
             raise ValueError(

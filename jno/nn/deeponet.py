@@ -74,7 +74,8 @@ class DeepONet(eqx.Module):
             basis_dim: ``p``, the number of basis functions per output component.
             num_outputs: number of output components (each gets its own ``p`` branch and
                 trunk outputs).
-            branch_widths, trunk_widths: hidden widths of the two MLPs.
+            branch_widths: hidden widths of the branch MLP.
+            trunk_widths: hidden widths of the trunk MLP.
             activation: used in both nets.
             trunk_activation_last: apply ``activation`` after the trunk's last layer too.
             key: PRNG key.

@@ -162,7 +162,9 @@ def fourier_mlp(
             network represents easily: roughly, ``sigma`` should be of the order of the
             target's frequency in cycles per unit of ``x``. Too large a value gives a noisy
             fit (over-fitting); too small a value brings back the spectral bias.
-        hidden_dims, num_layers, activation: as for :func:`jno.nn.mlp`.
+        hidden_dims: as for :func:`jno.nn.mlp`.
+        num_layers: as for :func:`jno.nn.mlp`.
+        activation: as for :func:`jno.nn.mlp`.
         key: PRNG key; split into one key for ``B`` and one for the MLP.
 
     Example::

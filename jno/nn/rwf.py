@@ -147,10 +147,14 @@ def rwf_mlp(
     """An MLP with random weight factorisation ``W = diag(exp(s)) V`` in every layer.
 
     Args:
-        in_features, out_features, hidden_dims, num_layers, activation: as for
-            :func:`jno.nn.mlp`.
-        mean, std: the log-scales start as ``s ~ N(mean, std²)`` (the paper's defaults are
+        in_features: as for :func:`jno.nn.mlp`.
+        out_features: as for :func:`jno.nn.mlp`.
+        hidden_dims: as for :func:`jno.nn.mlp`.
+        num_layers: as for :func:`jno.nn.mlp`.
+        activation: as for :func:`jno.nn.mlp`.
+        mean: the log-scales start as ``s ~ N(mean, std²)`` (the paper's defaults are
             ``mean=1.0``, ``std=0.1``; ``mean=0.5`` is also common).
+        std: see ``mean``.
         embedding: optional input embedding with an ``out_features`` attribute, e.g.
             ``jno.nn.FourierFeatures``.
         key: PRNG key.

@@ -32,7 +32,8 @@ class SolveOptions:
         progress: show a tqdm bar (default: when stderr is a terminal).
         batch_size: subsample this many points per point set per step (SG-MCMC); sums and
             likelihoods are scaled by ``N/n``.
-        substeps: alternate constraint/model subsets within a step (``jno.substeps``).
+        substeps: alternate constraint/model subsets within a step (``(constraints, models)``
+            pairs, docs/solve_features.md).
         callbacks: callables receiving a :class:`jno.ChunkInfo` after each chunk; raising
             ``KeyboardInterrupt`` stops and keeps what was collected.
         checkpoint: a file to write the whole solve state to (parameters, optimizer and

@@ -4,18 +4,16 @@ A tracker is any object with ``log(metrics: dict[str, float], step: int)`` (and 
 ``finish()``, called when the solve returns). After every chunk the solve builds one flat dict
 (:func:`chunk_metrics`) and hands it to each tracker:
 
-==========================================  ================================================
-key                                         value
-==========================================  ================================================
-``loss/<constraint>``, ``loss/total``       the chunk's last per-constraint and total loss
-``<metric>``                                per-step metrics of the history (ELBO, ...)
-``posterior/<name>/n_samples``              draws kept so far (per chain)
-``posterior/<name>/n_chains``               ``num_chains``
-``posterior/<name>/mean``                   running posterior mean (scalar parameters only)
-``posterior/<name>/n_is_divergent``         divergent transitions so far (NUTS / HMC)
-``posterior/<name>/mean_acceptance_rate``   mean acceptance rate (NUTS / HMC / MALA)
-``posterior/<name>/mean_energy``            mean Hamiltonian energy (NUTS / HMC)
-==========================================  ================================================
+| key | value |
+|---|---|
+| ``loss/<constraint>``, ``loss/total`` | the chunk's last per-constraint and total loss |
+| ``<metric>`` | per-step metrics of the history (ELBO, ...) |
+| ``posterior/<name>/n_samples`` | draws kept so far (per chain) |
+| ``posterior/<name>/n_chains`` | ``num_chains`` |
+| ``posterior/<name>/mean`` | running posterior mean (scalar parameters only) |
+| ``posterior/<name>/n_is_divergent`` | divergent transitions so far (NUTS / HMC) |
+| ``posterior/<name>/mean_acceptance_rate`` | mean acceptance rate (NUTS / HMC / MALA) |
+| ``posterior/<name>/mean_energy`` | mean Hamiltonian energy (NUTS / HMC) |
 
 These are the guide's wandb keys. :class:`WandbTracker` (``pip install wandb``) logs them to a
 wandb run and is used automatically when a run is active (``wandb.init`` was called);

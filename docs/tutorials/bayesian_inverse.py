@@ -1,0 +1,1 @@
+../../tutorials/bayesian_inverse.py

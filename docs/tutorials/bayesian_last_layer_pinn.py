@@ -1,0 +1,1 @@
+../../tutorials/bayesian_last_layer_pinn.py

@@ -1,0 +1,1 @@
+../../tutorials/bayesian_pinn.py

@@ -1,0 +1,1 @@
+../../tutorials/checkpoint_resume.py

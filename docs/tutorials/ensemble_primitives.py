@@ -1,0 +1,1 @@
+../../tutorials/ensemble_primitives.py

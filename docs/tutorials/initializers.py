@@ -1,0 +1,1 @@
+../../tutorials/initializers.py

@@ -1,0 +1,1 @@
+../../tutorials/loss_balancing.py

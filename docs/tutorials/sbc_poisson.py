@@ -1,0 +1,1 @@
+../../tutorials/sbc_poisson.py

@@ -1,0 +1,1 @@
+../../tutorials/two_stage_inverse.py
