@@ -59,20 +59,33 @@ from pathlib import Path
 import blackjax
 import jax
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 import jno
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
+# JNO_TUTORIAL_SIZE=small runs every cell with fewer draws (tutorials/README.md); the
+# numbers quoted in the text are those of the full size.
+SIZE = os.environ.get("JNO_TUTORIAL_SIZE", "full")
+if SIZE not in ("full", "small"):
+    raise ValueError(f"JNO_TUTORIAL_SIZE must be 'full' or 'small', got {SIZE!r}")
+SMALL = SIZE == "small"
 OUTPUT_DIR = Path(os.environ.get("JNO_OUTPUT_DIR", "outputs"))
 OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def show(fig):
+    """Draw ``fig`` below the cell in Jupyter (inline backend); a script only saves it."""
+    if "inline" in matplotlib.get_backend():
+        plt.show()
+    else:
+        plt.close(fig)
+
 
 SIGMA = 0.1  # observation noise
 PRIOR_SIGMA = 10.0  # the default prior N(0, 10²)
 A_TRUE, B_TRUE = 3.14, -2.71
-WARMUP, KEEP, CHAINS = 500, 1000, 4
+WARMUP, KEEP, CHAINS = (100, 100, 2) if SMALL else (500, 1000, 4)
 N = 101
 
 # %% [markdown]
@@ -240,7 +253,7 @@ for r, (name, v) in enumerate(RESULTS["variants"].items()):
         ax = axes[r, col]
         row = v[pname]
         c = v["chains"][pname].ravel()
-        ax.hist(c, bins=60, density=True, alpha=0.5, color="C0", label="NUTS, 4 chains")
+        ax.hist(c, bins=60, density=True, alpha=0.5, color="C0", label=f"NUTS, {CHAINS} chains")
         grid = np.linspace(
             row["exact_mean"] - 4.5 * row["exact_std"],
             row["exact_mean"] + 4.5 * row["exact_std"],
@@ -261,7 +274,7 @@ for r, (name, v) in enumerate(RESULTS["variants"].items()):
 fig.tight_layout()
 FIGURE_PATH = OUTPUT_DIR / "bayesian_inverse.png"
 fig.savefig(FIGURE_PATH, dpi=100)
-plt.close(fig)
+show(fig)
 RESULTS["figure"] = str(FIGURE_PATH)
 print(f"figure: {FIGURE_PATH}")
 
@@ -274,7 +287,7 @@ print(f"figure: {FIGURE_PATH}")
 fig = jno.plot.rank(RESULTS["variants"]["gaussian"]["chains"])
 RANK_PATH = OUTPUT_DIR / "bayesian_inverse_rank.png"
 fig.savefig(RANK_PATH, dpi=80)
-plt.close(fig)
+show(fig)
 print(f"rank plots (gaussian): {RANK_PATH}")
 
 # %% [markdown]

@@ -88,22 +88,36 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
 import jno
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
+# JNO_TUTORIAL_SIZE=small runs every cell with fewer steps and chains (tutorials/README.md);
+# the numbers quoted in the text are those of the full size.
+SIZE = os.environ.get("JNO_TUTORIAL_SIZE", "full")
+if SIZE not in ("full", "small"):
+    raise ValueError(f"JNO_TUTORIAL_SIZE must be 'full' or 'small', got {SIZE!r}")
+SMALL = SIZE == "small"
 OUT = Path(os.environ.get("JNO_OUTPUT_DIR", "outputs"))
 OUT.mkdir(parents=True, exist_ok=True)
+
+
+def show(fig):
+    """Draw ``fig`` below the cell in Jupyter (inline backend); a script only saves it."""
+    if "inline" in matplotlib.get_backend():
+        plt.show()
+    else:
+        plt.close(fig)
+
 
 SIGMA_PDE = 0.5  # std of the PDE-residual likelihood (the source has amplitude π² ≈ 9.9)
 SIGMA_BC = 0.005  # std of the boundary-value likelihood
 PRIOR_SIGMA = 10.0
-K = 4  # head chains
-WARMUP, KEEP, THIN = 4000, 200, 10
+K = 2 if SMALL else 4  # head chains
+WARMUP, KEEP, THIN = (1000, 100, 2) if SMALL else (4000, 200, 10)
+PRINT_RATE = WARMUP // 4
 STEP_SIZE = 3e-7
 LR = 1e-2
 
@@ -161,7 +175,7 @@ def build(learning_rate):
 schedule = optax.cosine_decay_schedule(LR, decay_steps=WARMUP, alpha=0.0)
 net, crux = build(optax.adam(schedule))
 t0 = time.perf_counter()
-history = crux.solve(print_rate=1000)
+history = crux.solve(print_rate=PRINT_RATE)
 wall = time.perf_counter() - t0
 samples = net.posterior_samples
 print(f"solve: {wall:.1f} s; head weight draws {samples.output_layer.weight.shape}")
@@ -247,7 +261,7 @@ print(
 
 # %%
 net_c, crux_c = build(optax.adam(LR))
-crux_c.solve(print_rate=1000)
+crux_c.solve(print_rate=PRINT_RATE)
 u_c = crux_c.eval([net_c(x_test)])[..., 0].reshape(K * KEEP, -1)
 ref_mean_c, ref_sd_c = exact_conditional_band(net_c.module)
 lo_c, median_c, hi_c = np.percentile(u_c, [2.5, 50.0, 97.5], axis=0)
@@ -297,7 +311,7 @@ ax.legend(loc="lower center", fontsize=8)
 fig.tight_layout()
 figure = OUT / "bayesian_last_layer_pinn.png"
 fig.savefig(figure, dpi=120)
-plt.close(fig)
+show(fig)
 
 RESULTS = {
     "coverage": coverage,

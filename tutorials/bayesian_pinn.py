@@ -50,16 +50,33 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 import jno
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
+# JNO_TUTORIAL_SIZE=small runs every cell with fewer steps and draws (tutorials/README.md);
+# the numbers quoted in the text are those of the full size.
+SIZE = os.environ.get("JNO_TUTORIAL_SIZE", "full")
+if SIZE not in ("full", "small"):
+    raise ValueError(f"JNO_TUTORIAL_SIZE must be 'full' or 'small', got {SIZE!r}")
+SMALL = SIZE == "small"
+# (warmup, keep) of the three runs, the thinning of run 2 and the power iterations
+SEED_WARMUP, SEED_KEEP = (200, 100) if SMALL else (2000, 1000)
+SGLD_WARMUP, SGLD_KEEP, SGLD_THIN = (1000, 100, 4) if SMALL else (8000, 1000, 4)
+NUTS_WARMUP, NUTS_KEEP = (100, 50) if SMALL else (300, 200)
+POWER_ITERS = 10 if SMALL else 40
 OUTPUT_DIR = Path(os.environ.get("JNO_OUTPUT_DIR", "outputs"))
 OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
 π = jno.np.pi
+
+
+def show(fig):
+    """Draw ``fig`` below the cell in Jupyter (inline backend); a script only saves it."""
+    if "inline" in matplotlib.get_backend():
+        plt.show()
+    else:
+        plt.close(fig)
 
 
 def pinn(hidden_dims: int, num_layers: int, key: int):
@@ -111,10 +128,10 @@ def report(name, res):
 
 # %%
 dom, net, u, pde, bc = pinn(32, 3, key=0)
-net.bayesian(blackjax.sgld, step_size=1e-5, warmup=2000, keep=1000)
+net.bayesian(blackjax.sgld, step_size=1e-5, warmup=SEED_WARMUP, keep=SEED_KEEP)
 crux = jno.core([pde.mse, bc.mse])
 t0 = time.perf_counter()
-crux.solve(3000, progress=False, print_rate=1000)
+crux.solve(SEED_WARMUP + SEED_KEEP, progress=False, print_rate=SEED_KEEP)
 seconds = time.perf_counter() - t0
 xs = dom.points("interior")[:, 0]
 EXACT = np.sin(np.pi * xs)
@@ -202,7 +219,7 @@ def hessian_vector_product(params, v):
     return jax.jvp(jax.grad(lambda p: hand_loss(p, STATIC)), (params,), (v,))[1]
 
 
-def top_hessian_eigenvalue(module, iters=40, seed=0):
+def top_hessian_eigenvalue(module, iters=POWER_ITERS, seed=0):
     """Power iteration on the Hessian of ``hand_loss`` at ``module``'s weights (32 x 3 nets).
 
     The top eigenvalue is well separated here: 30 iterations agree with 300 to 7 digits."""
@@ -252,11 +269,16 @@ print(
 # %%
 dom, net, u, pde, bc = pinn(32, 3, key=0)
 net.bayesian(
-    blackjax.sgld, step_size=1e-3 / LAM, likelihood_scale=LAM, warmup=8000, keep=1000, thin=4
+    blackjax.sgld,
+    step_size=1e-3 / LAM,
+    likelihood_scale=LAM,
+    warmup=SGLD_WARMUP,
+    keep=SGLD_KEEP,
+    thin=SGLD_THIN,
 )
 crux = jno.core([pde.mse, bc.mse])
 t0 = time.perf_counter()
-crux.solve(progress=False, print_rate=1000)  # warmup + keep * thin = 12000 steps
+crux.solve(progress=False, print_rate=SGLD_KEEP)  # warmup + keep * thin = 12000 steps
 seconds = time.perf_counter() - t0
 u_chain = crux.eval([u], samples="chain")
 DRAWS["sgld"] = u_chain
@@ -297,8 +319,8 @@ dom, net_small, u_small, pde_s, bc_s = pinn(16, 1, key=0)
 net_small.bayesian(
     blackjax.nuts,
     likelihood_scale=LAM,
-    warmup=300,
-    keep=200,
+    warmup=NUTS_WARMUP,
+    keep=NUTS_KEEP,
     num_chains=2,
     init_jitter=0.05,
     max_num_doublings=6,
@@ -322,7 +344,7 @@ RUNS["nuts"] = {
 report("nuts", RUNS["nuts"])
 print(
     f"nuts: R-hat of u(0.5) {RUNS['nuts']['rhat_mid']:.3f}, {RUNS['nuts']['divergent']} "
-    f"divergent of 400, mean acceptance {RUNS['nuts']['acceptance']:.2f}, "
+    f"divergent of {2 * NUTS_KEEP}, mean acceptance {RUNS['nuts']['acceptance']:.2f}, "
     f"{RUNS['nuts']['grad_evals']} gradient evaluations"
 )
 
@@ -358,7 +380,7 @@ axes[0].legend(fontsize=8)
 fig.tight_layout()
 FIGURE_PATH = OUTPUT_DIR / "bayesian_pinn.png"
 fig.savefig(FIGURE_PATH, dpi=100)
-plt.close(fig)
+show(fig)
 print(f"figure: {FIGURE_PATH}")
 
 # %% [markdown]
@@ -379,7 +401,7 @@ ax.legend(fontsize=8)
 fig.tight_layout()
 ERROR_FIGURE_PATH = OUTPUT_DIR / "bayesian_pinn_error.png"
 fig.savefig(ERROR_FIGURE_PATH, dpi=100)
-plt.close(fig)
+show(fig)
 
 RESULTS = {
     "xs": xs,

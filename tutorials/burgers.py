@@ -26,7 +26,8 @@
 # Gauss–Hermite quadrature. `JNO_TUTORIAL_STEPS` sets the L-BFGS steps; the default (6000)
 # runs in about two minutes on two CPU cores and reaches a relative L2 error of 4.7e-3
 # (measured; benchmarks/README.md compares fixed points and a hand-written jax + optax
-# program at 8000 steps).
+# program at 8000 steps). `JNO_TUTORIAL_SIZE=small` runs every cell in seconds, with fewer
+# points and steps and a correspondingly larger error (tutorials/README.md).
 
 # %%
 import os
@@ -37,17 +38,33 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
+import matplotlib  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import jno  # noqa: E402
+from jno.solve.resample import ps_key  # noqa: E402
 
-ADAM_STEPS = 1000
-LBFGS_STEPS = int(os.environ.get("JNO_TUTORIAL_STEPS", 6000))
-EVERY = 500
+SIZE = os.environ.get("JNO_TUTORIAL_SIZE", "full")
+if SIZE not in ("full", "small"):
+    raise ValueError(f"JNO_TUTORIAL_SIZE must be 'full' or 'small', got {SIZE!r}")
+SMALL = SIZE == "small"
+ADAM_STEPS = 200 if SMALL else 1000
+LBFGS_STEPS = int(os.environ.get("JNO_TUTORIAL_STEPS", 200 if SMALL else 6000))
+EVERY = 100 if SMALL else 500
+POINTS = 500 if SMALL else 2000
 OUTPUT_DIR = Path(os.environ.get("JNO_OUTPUT_DIR", "outputs"))
 NU = 0.01 / np.pi
 TIMES = (0.25, 0.5, 0.75)
+
+
+def show(fig):
+    """Draw ``fig`` below the cell in Jupyter (inline backend); a script only saves it."""
+    if "inline" in matplotlib.get_backend():
+        plt.show()
+    else:
+        plt.close(fig)
 
 
 # %% [markdown]
@@ -78,7 +95,7 @@ def cole_hopf(x, t, nodes=100):
 
 # %%
 dom = jno.domain(constructor=jno.domain.line(0.01, x_range=(-1, 1)), time=(0.0, 1.0, 2))
-x, t = dom.variable("interior", sample=2000)
+x, t = dom.variable("interior", sample=POINTS)
 net = jno.nn.wrap(jno.nn.mlp(2, hidden_dims=20, num_layers=8, key=jax.random.PRNGKey(0)), name="u")
 net.optimizer(optax.adam(1e-3))
 
@@ -116,10 +133,6 @@ print(f"relative L2 error at t = {TIMES}: {error:.3e}")
 # crowd around the front at $x = 0$ for $t \gtrsim 0.3$.
 
 # %%
-import matplotlib.pyplot as plt  # noqa: E402
-
-from jno.solve.resample import ps_key  # noqa: E402
-
 coords = np.asarray(crux.solver.state.inputs[ps_key(x.pointset)]["coords"])
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 for i, s in enumerate(TIMES):
@@ -137,5 +150,6 @@ axes[1].set_title("interior points after RAD")
 fig.tight_layout()
 OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
 fig.savefig(OUTPUT_DIR / "burgers.png", dpi=120)
+show(fig)
 
 RESULTS = {"error": error, "coords": coords, "points": points, "pred": pred}

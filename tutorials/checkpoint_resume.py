@@ -21,6 +21,9 @@
 # 3. sampling until R-hat $\le 1.01$ and bulk ESS $\ge 400$ instead of guessing `keep`,
 # 4. a TensorBoard tracker (`pip install tensorboardX`) watching the run from outside,
 # 5. the posterior saved to netCDF, loaded back and pushed through an expression.
+#
+# `JNO_TUTORIAL_SIZE=small` runs every cell with fewer steps (tutorials/README.md); the step
+# counts in the text are those of the full size.
 
 # %%
 import os
@@ -32,12 +35,17 @@ import numpy as np
 
 import jno
 
-OUT = Path(os.environ.get("JNO_TUTORIAL_OUT", "outputs"))
-OUT.mkdir(exist_ok=True)
+SIZE = os.environ.get("JNO_TUTORIAL_SIZE", "full")
+if SIZE not in ("full", "small"):
+    raise ValueError(f"JNO_TUTORIAL_SIZE must be 'full' or 'small', got {SIZE!r}")
+SMALL = SIZE == "small"
+WARMUP, KEEP, STOP_AT = (100, 200, 200) if SMALL else (300, 600, 600)
+OUT = Path(os.environ.get("JNO_TUTORIAL_OUT", os.environ.get("JNO_OUTPUT_DIR", "outputs")))
+OUT.mkdir(parents=True, exist_ok=True)
 work = Path(tempfile.mkdtemp(prefix="jno-long-run-"))
 
 
-def build(keep=600):
+def build(keep=KEEP):
     """The same script, up to jno.core: what a resumed job runs again."""
     dom = jno.domain(constructor=jno.domain.line(mesh_size=0.05))
     x, _ = dom.variable("interior")
@@ -46,7 +54,7 @@ def build(keep=600):
     a = jno.np.parameter((1,), name="a")
     b = jno.np.parameter((1,), name="b")
     for p in (a, b):
-        p.bayesian(blackjax.nuts, warmup=300, keep=keep, num_chains=4, init_jitter=0.5)
+        p.bayesian(blackjax.nuts, warmup=WARMUP, keep=keep, num_chains=4, init_jitter=0.5)
     r = a * jno.np.sin(jno.np.pi * x) + b * jno.np.cos(jno.np.pi * x) - target
     return jno.core([r.gaussian(std=0.1)], seed=7), a, b, x
 
@@ -62,13 +70,13 @@ def build(keep=600):
 ckpt = work / "run.ckpt"
 
 
-def stop_at_600(info):
-    if info.step >= 600:
+def stop_half_way(info):
+    if info.step >= STOP_AT:  # 600 of the 900 steps (full size)
         raise KeyboardInterrupt
 
 
 crux, a, b, x = build()
-crux.solve(print_rate=100, checkpoint=ckpt, checkpoint_every=2, callbacks=[stop_at_600])
+crux.solve(print_rate=100, checkpoint=ckpt, checkpoint_every=2, callbacks=[stop_half_way])
 print(f"stopped at step {crux.solver.step_index}; checkpoint {ckpt.stat().st_size} bytes")
 
 # %% [markdown]
@@ -118,12 +126,21 @@ u_orig = crux.eval([a * jno.np.sin(jno.np.pi * x) + b * jno.np.cos(jno.np.pi * x
 print(f"posterior mean of A = {float(np.mean(la.posterior_samples)):.3f} (truth 3.14); "
       f"evaluations equal: {np.allclose(u, u_orig)}")
 
+
+# %% [markdown]
+# The history of the converged run (`jno.plot.history`, when matplotlib is installed).
+
+# %%
 try:
     import matplotlib
-
-    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:
+    print("matplotlib not installed: no figure")
+else:
     fig = jno.plot.history(crux)
     fig.savefig(OUT / "checkpoint_resume_history.png", dpi=100)
     print(f"saved {OUT / 'checkpoint_resume_history.png'}")
-except ImportError:
-    pass
+    if "inline" in matplotlib.get_backend():
+        plt.show()  # drawn below the cell in Jupyter
+    else:
+        plt.close(fig)  # a script only saves it

@@ -60,6 +60,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
@@ -75,11 +76,23 @@ from jno.inference import (
     from_numpyro,
 )
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
+# JNO_TUTORIAL_SIZE=small runs every cell with fewer members and epochs (tutorials/README.md);
+# the numbers quoted in the text are those of the full size.
+SIZE = os.environ.get("JNO_TUTORIAL_SIZE", "full")
+if SIZE not in ("full", "small"):
+    raise ValueError(f"JNO_TUTORIAL_SIZE must be 'full' or 'small', got {SIZE!r}")
+SMALL = SIZE == "small"
 OUTPUT_DIR = Path(os.environ.get("JNO_OUTPUT_DIR", "outputs"))
 OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def show(fig):
+    """Draw ``fig`` below the cell in Jupyter (inline backend); a script only saves it."""
+    if "inline" in matplotlib.get_backend():
+        plt.show()
+    else:
+        plt.close(fig)
+
 
 # %% [markdown]
 # ## Data: a noisy sinc
@@ -93,8 +106,8 @@ OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
 # %%
 SIGMA = 0.1
 HIDDEN = 32
-ENSEMBLE_SIZE = 16
-NUM_EPOCHS = 1500
+ENSEMBLE_SIZE = 4 if SMALL else 16
+NUM_EPOCHS = 300 if SMALL else 1500
 
 
 def sinc(x):
@@ -345,7 +358,7 @@ net.ensemble(
 )
 crux = jno.core([(net(x_train) - y_train).gaussian(std=SIGMA)])
 t0 = time.perf_counter()
-crux.solve(NUM_EPOCHS, print_rate=500)
+crux.solve(NUM_EPOCHS, print_rate=NUM_EPOCHS // 3)
 preds_dsl = crux.eval([net(x_test)])[0, :, :, 0]  # (16, 200)
 dt_dsl = time.perf_counter() - t0
 print(f"DSL net.ensemble: {dt_dsl:.1f}s, predictions {preds_dsl.shape}")
@@ -405,7 +418,7 @@ for j, (name, (label, preds, dt)) in enumerate(patterns.items()):
 fig.tight_layout()
 FIGURE_PATH = OUTPUT_DIR / "ensemble_primitives.png"
 fig.savefig(FIGURE_PATH, dpi=100)
-plt.close(fig)
+show(fig)
 print(f"figure saved to {FIGURE_PATH}")
 
 # %% [markdown]

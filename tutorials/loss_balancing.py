@@ -19,26 +19,43 @@
 #
 # This script trains the same network twice at the same budget, prints both errors against
 # the exact solution and plots the boundary weight's history
-# (`crux.history.metrics["weight:bc"]`).
+# (`crux.history.metrics["weight:bc"]`). `JNO_TUTORIAL_STEPS` sets the Adam steps (default
+# 20000); `JNO_TUTORIAL_SIZE=small` runs every cell in seconds, on a coarser grid and with
+# 300 steps, too few for either solve to converge (tutorials/README.md).
 
 # %%
 import os
 from pathlib import Path
 
 import jax
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
 import jno
 
-STEPS = int(os.environ.get("JNO_TUTORIAL_STEPS", 20000))
+SIZE = os.environ.get("JNO_TUTORIAL_SIZE", "full")
+if SIZE not in ("full", "small"):
+    raise ValueError(f"JNO_TUTORIAL_SIZE must be 'full' or 'small', got {SIZE!r}")
+SMALL = SIZE == "small"
+STEPS = int(os.environ.get("JNO_TUTORIAL_STEPS", 300 if SMALL else 20000))
+MESH = 0.1 if SMALL else 0.05  # grid spacing of the collocation points
 OUTPUT_DIR = Path(os.environ.get("JNO_OUTPUT_DIR", "outputs"))
 A1, A2 = 1.0, 4.0
 
 
+def show(fig):
+    """Draw ``fig`` below the cell in Jupyter (inline backend); a script only saves it."""
+    if "inline" in matplotlib.get_backend():
+        plt.show()
+    else:
+        plt.close(fig)
+
+
 def solve(weights):
     """Train a 3x50 tanh MLP for STEPS Adam steps; return (relative L2 error, crux)."""
-    dom = jno.domain(constructor=jno.domain.rect(0.05, x_range=(-1, 1), y_range=(-1, 1)))
+    dom = jno.domain(constructor=jno.domain.rect(MESH, x_range=(-1, 1), y_range=(-1, 1)))
     x, y, _ = dom.variable("interior")
     xb, yb, _ = dom.variable("boundary")
     net = jno.nn.wrap(jno.nn.mlp(2, hidden_dims=50, num_layers=3, key=jax.random.PRNGKey(0)))
@@ -50,7 +67,7 @@ def solve(weights):
     pde = jno.np.laplacian(u, [x, y]) + u - q
     bc = net(jno.np.concat([xb, yb], axis=-1))
     crux = jno.core([pde.mse.name("pde"), bc.mse.name("bc")], weights=weights)
-    crux.solve(STEPS, print_rate=1000)
+    crux.solve(STEPS, print_rate=min(1000, STEPS))
     pts = dom.points("interior")
     exact = (np.sin(A1 * np.pi * pts[:, 0]) * np.sin(A2 * np.pi * pts[:, 1]))[:, None]
     pred = crux.eval([u])
@@ -68,8 +85,6 @@ print(f"relative L2 error, grad_norm weights: {balanced_error:.3e}")
 # weight is the reference and stays 1.
 
 # %%
-import matplotlib.pyplot as plt  # noqa: E402
-
 steps, w_bc = balanced.history.metrics["weight:bc"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 axes[0].plot(steps, w_bc)
@@ -85,5 +100,6 @@ axes[1].legend()
 fig.tight_layout()
 OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
 fig.savefig(OUTPUT_DIR / "loss_balancing.png", dpi=120)
+show(fig)
 
 RESULTS = {"fixed_error": fixed_error, "balanced_error": balanced_error}

@@ -52,17 +52,32 @@ from pathlib import Path
 import blackjax
 import jax
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 import jno
 
-matplotlib.use("Agg")
-
+# JNO_TUTORIAL_SIZE=small runs every cell with 10 simulations of 50 + 50 steps
+# (tutorials/README.md): too few to test calibration; the text describes the full size.
+SIZE = os.environ.get("JNO_TUTORIAL_SIZE", "full")
+if SIZE not in ("full", "small"):
+    raise ValueError(f"JNO_TUTORIAL_SIZE must be 'full' or 'small', got {SIZE!r}")
+SMALL = SIZE == "small"
 OUTPUT_DIR = Path(os.environ.get("JNO_OUTPUT_DIR", "outputs"))
 OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
 π = jno.np.pi
 STD_OBS, STD_PDE = 0.05, 0.5
-NUM_SIMULATIONS = 100
+NUM_SIMULATIONS = 10 if SMALL else 100
+WARMUP, KEEP = (50, 50) if SMALL else (200, 200)
+MAX_RANK = 49 if SMALL else 99  # L: (L + 1) divisible by the 10 chi-square bins, L <= KEEP
+
+
+def show(fig):
+    """Draw ``fig`` below the cell in Jupyter (inline backend); a script only saves it."""
+    if "inline" in matplotlib.get_backend():
+        plt.show()
+    else:
+        plt.close(fig)
 
 
 def poisson_inverse(max_num_doublings: int):
@@ -80,8 +95,8 @@ def poisson_inverse(max_num_doublings: int):
     for model, sd in ((net, 1.0), (logk, 0.5)):
         model.bayesian(
             blackjax.nuts,
-            warmup=200,
-            keep=200,
+            warmup=WARMUP,
+            keep=KEEP,
             prior=jno.bayesian.priors.gaussian(sd),
             max_num_doublings=max_num_doublings,
         )
@@ -110,6 +125,7 @@ res = jno.bayesian.sbc(
     num_simulations=NUM_SIMULATIONS,
     simulate=simulate,
     seed=0,
+    max_rank=MAX_RANK,
     group=1,
     predictive=predictive,
 )
@@ -143,6 +159,7 @@ fig = jno.plot.sbc_ecdf(res, parameters=["logk[0]", BIAS, WEIGHT])
 FIGURE_PATH = OUTPUT_DIR / "sbc_poisson_ecdf.png"
 fig.savefig(FIGURE_PATH, dpi=100)
 print(f"figure: {FIGURE_PATH}")
+show(fig)
 
 # %% [markdown]
 # ## The same check with a capped tree depth
@@ -162,6 +179,7 @@ capped = jno.bayesian.sbc(
     num_simulations=NUM_SIMULATIONS,
     simulate=simulate6,
     seed=0,
+    max_rank=MAX_RANK,
     group=1,
     predictive={"k": predictive6["k"]},
 )

@@ -52,17 +52,29 @@ from pathlib import Path
 import blackjax
 import jax
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
 import jno
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 logging.getLogger("jno").setLevel(logging.WARNING)
+# JNO_TUTORIAL_SIZE=small runs every cell with fewer steps and chains (tutorials/README.md);
+# the numbers quoted in the text are those of the full size.
+SIZE = os.environ.get("JNO_TUTORIAL_SIZE", "full")
+if SIZE not in ("full", "small"):
+    raise ValueError(f"JNO_TUTORIAL_SIZE must be 'full' or 'small', got {SIZE!r}")
+SMALL = SIZE == "small"
 OUTPUT_DIR = Path(os.environ.get("JNO_OUTPUT_DIR", "outputs"))
 OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def show(fig):
+    """Draw ``fig`` below the cell in Jupyter (inline backend); a script only saves it."""
+    if "inline" in matplotlib.get_backend():
+        plt.show()
+    else:
+        plt.close(fig)
 
 # %% [markdown]
 # ## Data, domains and the surrogate
@@ -74,7 +86,7 @@ OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
 
 # %%
 LAM, K_TRUE, NOISE = 1.0, 2.0, 0.01
-WARMUP, KEEP, CHAINS = 2000, 500, 4
+WARMUP, KEEP, CHAINS = (1000, 100, 2) if SMALL else (2000, 500, 4)
 
 sensors = np.linspace(0.05, 0.95, 19)[:, None]
 u_obs = np.sin(np.pi * sensors) + NOISE * np.random.default_rng(0).normal(size=sensors.shape)
@@ -147,7 +159,7 @@ t0 = time.perf_counter()
 crux.solve(
     WARMUP + KEEP,
     substeps=[([data, bc], [net]), ([pde], [k, log_s])],
-    print_rate=500,
+    print_rate=KEEP,
 )
 wall = time.perf_counter() - t0
 
@@ -216,7 +228,7 @@ ax.legend(fontsize=8)
 fig.tight_layout()
 FIGURE_PATH = OUTPUT_DIR / "two_stage_inverse.png"
 fig.savefig(FIGURE_PATH, dpi=100)
-plt.close(fig)
+show(fig)
 print(f"figure saved to {FIGURE_PATH}")
 
 # %% [markdown]
@@ -227,11 +239,11 @@ print(f"figure saved to {FIGURE_PATH}")
 fig = jno.plot.trace([k, log_s])
 TRACE_PATH = OUTPUT_DIR / "two_stage_inverse_trace.png"
 fig.savefig(TRACE_PATH, dpi=80)
-plt.close(fig)
+show(fig)
 fig = jno.plot.rank([k, log_s])
 RANK_PATH = OUTPUT_DIR / "two_stage_inverse_rank.png"
 fig.savefig(RANK_PATH, dpi=80)
-plt.close(fig)
+show(fig)
 print(f"trace and rank plots saved to {TRACE_PATH} and {RANK_PATH}")
 
 RESULTS = {
