@@ -47,6 +47,7 @@ def _flat(tree):
     return jnp.concatenate([a.ravel() for a in jax.tree.leaves(tree)])
 
 
+@pytest.mark.slow
 def test_grad_norm_weights_match_the_paper_formula():
     alpha = 0.3
     crux, net, xi, xb = _poisson(weights=jno.balance.grad_norm(alpha=alpha, every=5))
@@ -65,6 +66,7 @@ def test_grad_norm_weights_match_the_paper_formula():
         np.testing.assert_array_equal(w_pde, 1.0)
 
 
+@pytest.mark.slow
 def test_ntk_trace_weights_match_jacfwd():
     crux, net, xi, xb = _poisson(weights=jno.balance.ntk_trace(every=4))
     params, residuals = _hand(net.module, xi, xb)
@@ -124,6 +126,7 @@ def test_relobralo_recursion_by_hand():
     ],
     ids=["grad_norm", "relobralo"],
 )
+@pytest.mark.slow
 def test_continuation_equals_one_solve(balancer):
     c1, n1, *_ = _poisson(weights=balancer)
     c1.solve(13, print_rate=5)

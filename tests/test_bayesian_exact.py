@@ -50,6 +50,7 @@ def fit(kernel, likelihood, chains=4, warmup=500, keep=1000, scale=1.0, **kw):
     return dom, data, a, b, crux
 
 
+@pytest.mark.slow
 def test_nuts_calibrated_gaussian():
     dom, data, a, b, _ = fit(blackjax.nuts, "gaussian")
     assert a.posterior_samples.shape == (4, 1000, 1)
@@ -60,6 +61,7 @@ def test_nuts_calibrated_gaussian():
         assert float(jno.bayesian.rhat(np.asarray(c)[..., 0])) < 1.01
 
 
+@pytest.mark.slow
 def test_nuts_mse_with_likelihood_scale():
     lam = 50.0
     dom, data, a, b, _ = fit(blackjax.nuts, "mse", scale=lam)
@@ -114,6 +116,7 @@ def test_sgld_with_batches_recovers_posterior_mean():
     assert not a.posterior_diagnostics  # SG kernels report no diagnostics (None per the guide)
 
 
+@pytest.mark.slow
 def test_fastpath_and_general_loop_agree():
     def run(fast):
         dom, x, target = problem(mesh=0.05)
@@ -127,6 +130,7 @@ def test_fastpath_and_general_loop_agree():
     np.testing.assert_allclose(run(True), run(False), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_multichain_reproducible_and_distinct():
     def run():
         dom, x, target = problem(mesh=0.05)

@@ -355,6 +355,7 @@ def test_predictive_coverage_of_the_exact_posterior_of_a_sin_plus_b_cos():
     cal._Predictive(crux_y, sim_y, {"cx": c * xd})
 
 
+@pytest.mark.slow
 def test_sbc_predictive_uses_the_draws_of_each_simulation():
     """A predictive expression equal to a parameter has that parameter's coverage exactly;
     the pooled table names every expression."""

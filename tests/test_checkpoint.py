@@ -71,6 +71,7 @@ def _python(tmp_path, *args):
     )
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_gives_the_uninterrupted_draws(tmp_path):
     ckpt = tmp_path / "run.ckpt"
     killed = _python(tmp_path, "killed", ckpt, tmp_path / "unused.npz")
@@ -102,6 +103,7 @@ def _build(**kw):
     return namespace["build"](**kw)
 
 
+@pytest.mark.slow
 def test_corrupt_foreign_and_half_written_checkpoints(tmp_path, monkeypatch):
     ckpt = tmp_path / "run.ckpt"
     crux, _ = _build()
@@ -132,6 +134,7 @@ def test_corrupt_foreign_and_half_written_checkpoints(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt", "truncated.ckpt"]
 
 
+@pytest.mark.slow
 def test_keyboard_interrupt_writes_a_checkpoint_that_resumes(tmp_path):
     """Ctrl-C (a callback raising KeyboardInterrupt) keeps what was collected and writes the
     checkpoint; resuming in the same process gives the uninterrupted run's values."""

@@ -64,6 +64,7 @@ def test_the_environment_variable_turns_it_off(tmp_path, value):
     assert not (tmp_path / "xdg" / "jno").exists()
 
 
+@pytest.mark.slow
 def test_a_folder_moves_it_and_the_users_own_jax_cache_is_left_alone(tmp_path):
     moved = probe(tmp_path, {"JNO_COMPILATION_CACHE": str(tmp_path / "mine")})
     assert moved["dir"] == str(tmp_path / "mine" / moved["tag"])
@@ -75,6 +76,7 @@ def test_a_folder_moves_it_and_the_users_own_jax_cache_is_left_alone(tmp_path):
     assert configured["dir"] == str(tmp_path / "c")
 
 
+@pytest.mark.slow
 def test_jno_config_switches_it_off_and_moves_it(tmp_path):
     off = probe(tmp_path, after="jno.config(compilation_cache=False)")
     assert off["dir"] is None and off["loaded"] == 0
@@ -83,6 +85,7 @@ def test_jno_config_switches_it_off_and_moves_it(tmp_path):
     assert any((tmp_path / "b" / moved["tag"]).iterdir())
 
 
+@pytest.mark.slow
 def test_an_unwritable_folder_is_a_warning_not_an_error(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")

@@ -59,6 +59,7 @@ def _check(a, b, phi, data):
         )
 
 
+@pytest.mark.slow
 def test_condition_gives_the_exact_posterior_without_recompiling():
     crux, a, b, _, y, phi, rng = _problem()
     crux.solve()

@@ -193,6 +193,7 @@ def test_layout_errors(fn):
         fn(np.zeros((2, 10), dtype=np.complex64))
 
 
+@pytest.mark.slow
 def test_pytrees_are_mapped_leaf_by_leaf():
     mlp = eqx.nn.MLP(2, 1, 3, 1, key=jax.random.PRNGKey(0))  # 6 + 3 + 3 + 1 = 13 numbers
     draws = jax.random.normal(jax.random.PRNGKey(1), (2, 64, 13))

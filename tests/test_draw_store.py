@@ -40,6 +40,7 @@ def assert_same_posterior(streamed, in_memory):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_streamed_draws_equal_the_in_memory_ones_and_read_lazily(tmp_path):
     store = tmp_path / "draws.zarr"
     crux, a, net, pred = build()
@@ -80,6 +81,7 @@ def test_stored_draws_index_like_numpy(tmp_path):
         np.testing.assert_array_equal(view[key], ref[key], err_msg=str(key))
 
 
+@pytest.mark.slow
 def test_continued_solve_keeps_the_last_keep_rows_and_checkpoint_resume(tmp_path):
     """A continued solve appends to the store and the view is the last ``keep`` rows; a
     Ctrl-C'd streaming solve resumes from its checkpoint (reopening the recorded store) to the

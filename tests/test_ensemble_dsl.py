@@ -104,6 +104,7 @@ def test_linear_gaussian_members_reach_the_closed_form_optimum(prior_weight, lik
     np.testing.assert_allclose(out[0, :, :, 0], members[0] @ PHI.T, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_pinn_ensemble_members_differ_and_each_solves_the_pde():
     """-u'' = π² sin(πx), u(0) = u(1) = 0: four members from different starts, each within
     5e-3 (RMS) of sin(πx), with different weights."""
@@ -143,6 +144,7 @@ def test_ensemble_configuration_errors():
         jno.np.parameter((1,)).ensemble(size=0)
 
 
+@pytest.mark.slow
 def test_a_stock_equinox_mlp_can_be_wrapped_and_ensembled():
     dom = jno.domain(constructor=jno.domain.points(XS))
     x, _ = dom.variable("interior")

@@ -143,6 +143,7 @@ def my_rwm(logdensity_fn, step_size):  # guide, verbatim
     return blackjax.SamplingAlgorithm(init_fn, step_fn)
 
 
+@pytest.mark.slow
 def test_custom_random_walk_factory_on_a_foundax_network():
     """``net.bayesian(my_rwm, ...)``: every recorded draw is the state the kernel advanced,
     so a draw differs from the one before exactly when the kernel reported an acceptance."""
@@ -205,6 +206,7 @@ def test_mixed_encoder_optimised_head_sampled():
 
 
 # ---------------------------------------------------------------------- B-PINN bands
+@pytest.mark.slow
 def test_bayesian_pinn_predictive_bands():
     π = jno.np.pi  # guide
     dom = jno.domain(constructor=jno.domain.line(mesh_size=0.01))  # guide
@@ -257,6 +259,7 @@ PRIORS = {
 
 
 @pytest.mark.parametrize("name", list(PRIORS))
+@pytest.mark.slow
 def test_each_prior_gives_the_quadrature_posterior(name):
     """``a.bayesian(blackjax.nuts, step_size=1e-2, prior=...)`` on ``y = a sin πx + ε`` with
     five observations: the posterior mean equals a quadrature of likelihood × prior."""
@@ -301,6 +304,7 @@ def test_layerwise_prior_on_the_foundax_head_is_the_fan_in_gaussian():
     ["pathfinder", pytest.param("laplace", marks=pytest.mark.slow),
      pytest.param("svgd", marks=pytest.mark.slow)],
 )
+@pytest.mark.slow
 def test_logdensity_initializers_then_nuts_give_the_exact_posterior(init):
     dom, x, target, a, b, residual = quick_example()
     make = {
@@ -318,6 +322,7 @@ def test_logdensity_initializers_then_nuts_give_the_exact_posterior(init):
 
 
 # ---------------------------------------------------------------------- multi-chain, diagnostics
+@pytest.mark.slow
 def test_multichain_diagnostics_and_the_guide_logs(caplog):
     caplog.set_level(logging.INFO, logger="jno")
     dom, x, target, a, b, residual = quick_example()
@@ -511,6 +516,7 @@ def test_pattern_e_vi_head_and_mcmc_body_splice():
 
 
 # ---------------------------------------------------------------------- LoRA
+@pytest.mark.slow
 def test_lora_on_a_foundax_network():
     from jno.nn import LoRALinear, merge_lora
 
@@ -540,6 +546,7 @@ def test_lora_on_a_foundax_network():
 
 
 # ---------------------------------------------------------------------- substeps
+@pytest.mark.slow
 def test_two_stage_substeps_train_the_surrogate_on_its_own_constraints():
     """``substeps=[([data, bc], [surrogate]), ([pde], [k])]``: the surrogate moves on data and
     boundary only, so its weights equal an optax.adam loop on those two losses by hand; k is

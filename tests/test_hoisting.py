@@ -111,6 +111,7 @@ def _draws_after_condition(y_new):
     return np.asarray(th.posterior_samples)
 
 
+@pytest.mark.slow
 def test_draws_equal_the_unhoisted_program_after_condition(monkeypatch):
     y_new = (Y + 0.5).astype(np.float32)  # log(y) changes: the hoisted array must follow
     hoisted = _draws_after_condition(y_new)
@@ -131,6 +132,7 @@ def _fit_with_resampling():
     return jax.tree.leaves(net.module)
 
 
+@pytest.mark.slow
 def test_training_equals_the_unhoisted_program_across_resampling(monkeypatch):
     hoisted = _fit_with_resampling()
     no_hoisting(monkeypatch)

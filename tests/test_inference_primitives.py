@@ -63,6 +63,7 @@ def test_init_stacks_arrays_and_shares_static_leaves():
         np.testing.assert_array_equal(flat(member(state.params, e)), flat(init_mlp(key)))
 
 
+@pytest.mark.slow
 def test_ensemble_step_equals_independent_optax_steps(data):
     x, y = data
     optimizer = optax.adam(1e-2)
@@ -92,6 +93,7 @@ def test_ensemble_step_equals_independent_optax_steps(data):
         np.testing.assert_allclose(flat(member(state.params, e)), flat(params), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_prior_weight_zero_gives_mle_gradient(data):
     x, y = data
     mlp = init_mlp(jr.PRNGKey(0))

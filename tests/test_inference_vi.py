@@ -52,6 +52,7 @@ def mean_field_optimum(X, y, beta):
 
 
 @pytest.mark.parametrize(("kind", "beta"), [("orthogonal", 1.0), ("correlated", 0.5)])
+@pytest.mark.slow
 def test_recovers_mean_field_posterior(kind, beta):
     X, y = design(kind)
     schedule = optax.exponential_decay(5e-2, transition_steps=3000, decay_rate=1e-2)

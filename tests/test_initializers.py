@@ -104,6 +104,7 @@ def test_laplace_diag_map_and_inverse_hessian_diagonal() -> None:
     assert isinstance(init.last_num_grad_evals, int) and 0 < init.last_num_grad_evals < 100
 
 
+@pytest.mark.slow
 def test_laplace_full_diagonal_of_inverse_and_dense_imm() -> None:
     position, extra = laplace(hessian="full")(
         jax.random.key(0), gaussian_logdensity, jnp.zeros(4), 1
@@ -207,6 +208,7 @@ def test_laplace_singular_hessian_needs_damping() -> None:
 # ----------------------------------------------------------------------------- svgd
 
 
+@pytest.mark.slow
 def test_svgd_particles_match_gaussian_moments() -> None:
     mean, sd = np.array([1.0, -2.0]), np.array([0.5, 2.0])
 
@@ -249,6 +251,7 @@ def test_svgd_single_chain_uses_minimum_particles_and_no_imm() -> None:
 # ----------------------------------------------------------------------------- pathfinder
 
 
+@pytest.mark.slow
 def test_pathfinder_single_chain_position_and_imm() -> None:
     init = pathfinder(maxiter=30, num_samples=200)
     position, extra = init(jax.random.key(0), gaussian_logdensity, jnp.zeros(4), 1)
@@ -259,6 +262,7 @@ def test_pathfinder_single_chain_position_and_imm() -> None:
     assert isinstance(init.last_num_grad_evals, int) and 0 < init.last_num_grad_evals < 100
 
 
+@pytest.mark.slow
 def test_pathfinder_centre_is_a_quasi_newton_step_towards_the_mode() -> None:
     """With a 6-iterate path the single-chain start is μ = θ_l + Σ_l ∇log p(θ_l), built here
     by hand from blackjax's own pathfinder state (same key split, Σ_l = diag(α) + β γ βᵀ as a
@@ -337,6 +341,7 @@ def test_pytree_positions_round_trip(init: BayesianInitializer, num_chains: int)
         assert distinct_rows(np.asarray(starts["w"]))
 
 
+@pytest.mark.slow
 def test_pathfinder_multichain_starts_on_a_pytree() -> None:
     position = {name: jnp.zeros(shape) for name, shape in TREE_SHAPES.items()}
     starts, extra = pathfinder()(jax.random.key(3), tree_logdensity, position, 4)
@@ -349,6 +354,7 @@ def test_pathfinder_multichain_starts_on_a_pytree() -> None:
 
 
 
+@pytest.mark.slow
 def test_pathfinder_draws_follow_the_target_on_a_gaussian() -> None:
     """4000 multi-chain starts are i.i.d. draws of pathfinder's q. On this diagonal Gaussian
     (mean 1, sds 0.5 to 1.5) q's mean is the mode to 5 MCSE, and each sd is within the

@@ -138,6 +138,7 @@ def _quiet_jno():
 # ----------------------------------------------------------------------------- Laplace
 
 
+@pytest.mark.slow
 def test_laplace_mass_matrix_is_the_exact_inverse_hessian_diagonal():
     """adapt=False + laplace(): the kernel runs with IMM = 1/diag(H), the user's step size,
     and K distinct starts drawn from N(θ*, diag(H)⁻¹)."""
@@ -190,6 +191,7 @@ def test_laplace_single_chain_start_is_the_exact_map():
 
 
 @pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.slow
 def test_laplace_full_hessian_mass_matrix(dense):
     """hessian='full': IMM = diag(H⁻¹) (marginal variances) or, dense, H⁻¹ itself."""
     _, _, cov = exact_posterior(prior_sigma=2.0)
@@ -281,6 +283,7 @@ def test_pathfinder_then_window_adaptation_needs_fewer_gradients(record_property
 # ----------------------------------------------------------------------------- SVGD
 
 
+@pytest.mark.slow
 def test_svgd_starts_and_mass_matrix():
     """K=4 SVGD starts (16 particles give an IMM), adapt=False, user step size; the NUTS
     chains then reproduce the exact posterior moments."""
@@ -329,6 +332,7 @@ def test_svgd_starts_and_mass_matrix():
 
 @pytest.mark.parametrize("adapt", [False, True])
 @pytest.mark.parametrize("with_init", [False, True])
+@pytest.mark.slow
 def test_behaviour_matrix(adapt, with_init):
     """The seed's table: which step size and IMM the kernel ends up with. HMC with a fixed
     number of leapfrog steps L also pins the gradient counter exactly: every transition,
@@ -429,6 +433,7 @@ def test_custom_kernel_signature_gates_the_mass_matrix(factory, keeps_imm):
 # ----------------------------------------------------------------------------- masks
 
 
+@pytest.mark.slow
 def test_masked_pathfinder_sees_only_the_head():
     """net.mask(head).bayesian() + pathfinder: the initializer's position and log-density are
     the head's only; the body stays at its initial weights; the head's log-density is the

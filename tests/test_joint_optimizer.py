@@ -71,6 +71,7 @@ def by_hand(tx, module, steps, value_fn_of=None):
     return p, values
 
 
+@pytest.mark.slow
 def test_one_lbfgs_object_is_one_lbfgs_over_network_and_coefficient():
     tx = optax.lbfgs()
     net, lam, crux = problem(tx, tx)
@@ -87,6 +88,7 @@ def test_one_lbfgs_object_is_one_lbfgs_over_network_and_coefficient():
     assert values[-1] < 0.2 * values[0]  # the comparison is of a run that moved
 
 
+@pytest.mark.slow
 def test_different_transformations_route_like_optax_partition():
     """L-BFGS on the network, Adam on λ: the iterates of ``optax.partition`` by hand (each
     group's line search varies its own parameters with the others held)."""

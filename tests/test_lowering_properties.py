@@ -848,7 +848,7 @@ def _with_examples(test):
 # The default run does not shrink a failure (that can take minutes); it prints the failing
 # problem, which ``check`` reproduces on its own. The slow run shrinks.
 @_with_examples
-@settings(max_examples=15, phases=[Phase.explicit, Phase.generate], **_COMMON)
+@settings(max_examples=8, phases=[Phase.explicit, Phase.generate], **_COMMON)
 @given(problems)
 def test_lowering_matches_hand_jax_and_sympy(problem):
     check(problem, log=note)

@@ -296,6 +296,7 @@ def test_pattern_d_fixed_step_gibbs_matches_exact_joint():
     _check_exact_joint(net, xs, data, chains=4, keep=1000)
 
 
+@pytest.mark.slow
 def test_gibbs_blocks_are_stationary_after_warmup():
     """Two NUTS blocks (plain parameters, different kernel settings) on coupled coefficients:
     after ``warmup`` steps the first kept draws must already be posterior draws."""
@@ -399,6 +400,7 @@ def test_pattern_b_k4_body_is_marginal_ml_and_heads_the_exact_conditional():
 # --------------------------------------------------------------------------- pattern E
 
 
+@pytest.mark.slow
 def test_pattern_e_vi_and_nuts_groups_match_the_exact_posterior():
     """VI on {a} and NUTS on {b, c}, one model. a is uncorrelated with (b, c) on this grid
     (P_ab = P_ac = 0), so the VI block's target does not depend on the chain and the chain's

@@ -191,6 +191,7 @@ def _sine_data_model(module):
     ],
     ids=["modified_mlp", "rwf_mlp"],
 )
+@pytest.mark.slow
 def test_ensemble_trains(build):
     module = build()
     net, x, residual = _sine_data_model(module)
@@ -202,6 +203,7 @@ def test_ensemble_trains(build):
     assert np.asarray(crux.eval(net(x))).shape == (1, 2, 33, 1)  # (1, E, points, 1)
 
 
+@pytest.mark.slow
 def test_fourier_mlp_bayesian_last_layer_matches_conjugate_posterior():
     """Sample only the head of a Fourier-feature MLP (the rest held at its initial value):
     a Bayesian linear regression on fixed features, whose posterior mean is known exactly."""

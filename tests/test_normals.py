@@ -175,6 +175,7 @@ def test_normal_errors():
 
 
 # ------------------------------------------------------------------ a Neumann problem
+@pytest.mark.slow
 def test_neumann_poisson_on_disk():
     """-Δu = f in the unit disk, ∂u/∂n = g on the circle, u(0, 0) = 1 fixes the constant.
 

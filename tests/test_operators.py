@@ -163,6 +163,7 @@ def _antiderivative_error(steps):
     return float(per_function.mean()), float(overall)
 
 
+@pytest.mark.slow
 def test_deeponet_learns_the_antiderivative_fast():
     mean_rel, overall = _antiderivative_error(2000)
     message = f"held-out relative L2: mean per function {mean_rel:.3g}, overall {overall:.3g}"
@@ -200,6 +201,7 @@ def test_deeponet_in_the_dsl_trains_and_evaluates_like_the_module():
     np.testing.assert_allclose(via_dsl, direct, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_deeponet_bayesian_offset_matches_the_gaussian_posterior():
     """Sample only ``b0`` (the rest held): the posterior is Gaussian and known exactly."""
     y_pts, u_data, g_data = _pairs(10, 10)
@@ -313,6 +315,7 @@ def test_spectral_conv2d_zero_mode_is_the_mean_and_single_modes():
         np.testing.assert_allclose(out, w.real * np.cos(theta) - w.imag * np.sin(theta), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_fno_shapes_and_leaves():
     net1 = jno.nn.fno1d(2, 3, modes=8, width=16, num_layers=3, key=jax.random.PRNGKey(0))
     assert eqx.filter_eval_shape(net1, jnp.ones((40, 2))).shape == (40, 3)
@@ -346,6 +349,7 @@ def _elliptic_error(n_train, steps):
     return float(rel.mean()), float(np.median(rel))
 
 
+@pytest.mark.slow
 def test_fno_learns_the_elliptic_solution_operator_fast():
     mean_rel, median_rel = _elliptic_error(500, 1000)
     assert mean_rel < 5e-2, f"held-out relative L2: mean {mean_rel:.3g}, median {median_rel:.3g}"

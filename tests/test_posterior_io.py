@@ -228,6 +228,7 @@ def test_unsolved_crux_has_nothing_to_export():
         save_posterior({"a": np.zeros((K, N))}, "x.nc")
 
 
+@pytest.mark.slow
 def test_nuts_round_trip(tmp_path):
     """A real 2-chain NUTS solve: history and eval survive the file."""
     crux, a, net, pred = build(nuts=True)

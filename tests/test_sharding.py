@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = r"""
 import json, sys
 import blackjax, jax, numpy as np, jno
@@ -30,6 +32,7 @@ def _run(devices):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_sharded_chains_match_unsharded():
     """Each device runs its own chains with the same keys, so the draws are those of the
     unsharded run up to float32 rounding (per-device programs fuse differently, and NUTS

@@ -39,6 +39,7 @@ def _problem(num_datasets=4, chains=2):
     return jno.core([r.gaussian(std=SIGMA)], seed=5), a, b, y, ys, phi
 
 
+@pytest.mark.slow
 def test_batch_equals_separate_solves_and_the_exact_posteriors():
     crux, a, b, y, ys, phi = _problem()
     out = crux.solve_batch({y: ys})

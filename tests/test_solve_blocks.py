@@ -66,6 +66,7 @@ def test_optax_solve_equals_hand_written_adam():
     np.testing.assert_allclose(history.total_loss, np.asarray(want_total), rtol=2e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_single_block_nuts_equals_hand_written_blackjax():
     """Two parameters sampled jointly by NUTS (one block, one chain): window adaptation with
     the block's adapt key, then one blackjax step per solve step with that step's key."""
@@ -128,6 +129,7 @@ def test_single_block_nuts_equals_hand_written_blackjax():
     )
 
 
+@pytest.mark.slow
 def test_mclmc_matches_the_closed_form_posterior():
     """blackjax.mclmc with its tuner, 4 chains, on the linear-Gaussian problem. MCLMC is
     unadjusted: at the tuner's energy-error variance 5e-4 per dimension its bias on a
@@ -284,6 +286,7 @@ def _lbfgs_by_hand(p, xs, steps):
     return p, values
 
 
+@pytest.mark.slow
 def test_lbfgs_steps_equal_optax_own_loop():
     """``.optimizer(optax.lbfgs())``: the iterates equal optax's documented L-BFGS loop
     (``optax.value_and_grad_from_state``) written by hand, and the history's loss is the loss
@@ -296,6 +299,7 @@ def test_lbfgs_steps_equal_optax_own_loop():
     np.testing.assert_allclose(np.asarray(recorded), values, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_lbfgs_reuses_the_line_search_gradient(monkeypatch):
     """A static objective: each L-BFGS step takes its gradient from the last line search, so a
     step differentiates one time fewer than a step that recomputes it (gradients counted by a
@@ -334,6 +338,7 @@ def test_lbfgs_reuses_the_line_search_gradient(monkeypatch):
     np.testing.assert_allclose(p_reused, p_fresh, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_lbfgs_restarts_when_the_points_move(monkeypatch):
     """RAD moves the points under L-BFGS: each move starts L-BFGS afresh on the new points
     (its curvature pairs and kept value describe the old objective). jno equals optax's loop
@@ -374,6 +379,7 @@ def test_bayesian_configuration_after_a_solve_is_an_error():
         crux.solve()
 
 
+@pytest.mark.slow
 def test_configuration_before_the_first_solve_is_honoured():
     """``.bayesian`` called between ``jno.core`` and the first ``solve``: the solve samples."""
     dom, x, target = _linear_problem()

@@ -109,6 +109,7 @@ def test_crux_solve_has_the_options_as_its_signature_and_names_a_typo():
     assert "checkpoint_every" in crux.solve.__doc__
 
 
+@pytest.mark.slow
 def test_a_continued_solve_off_the_thinning_grid_keeps_every_draw_of_the_general_loop():
     """solve(5) then solve(11) with warmup=4, thin=2: the second call starts between two
     kept steps; the fastpath must keep the draw at step 6 like the general loop does."""

@@ -120,6 +120,7 @@ def test_recorded_chain_is_the_advanced_kernel_state(thin):
     np.testing.assert_array_equal(np.asarray(state_pos), k.posterior_samples[:, -1])
 
 
+@pytest.mark.slow
 def test_nuts_chain_in_a_substep_is_the_sampled_chain():
     """PITFALLS 7 with NUTS: draws vary, consecutive draws differ where NUTS moved, and the
     last draw of every chain is the kernel's final position (keep aligned with the steps)."""

@@ -25,6 +25,7 @@ def _problem():
     return crux, a
 
 
+@pytest.mark.slow
 def test_wandb_offline_and_tensorboard_hold_the_guides_statistics(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -16,6 +16,8 @@ from figures import lines_by_label, recording_savefig
 from stats import assert_gaussian_within
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "bayesian_inverse.py"
+# a whole tutorial at full size: the slow set (CI executes every tutorial as a notebook too)
+pytestmark = pytest.mark.slow
 
 
 def conjugate(xs, data, noise_var, prior_var=100.0):

@@ -25,6 +25,8 @@ from figures import line_matching, lines_by_label, recording_savefig
 from stats import assert_sd_within
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "bayesian_pinn.py"
+# a whole tutorial at full size: the slow set (CI executes every tutorial as a notebook too)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

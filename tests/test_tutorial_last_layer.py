@@ -9,6 +9,8 @@ import pytest
 from figures import lines_by_label, recording_savefig
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "bayesian_last_layer_pinn.py"
+# a whole tutorial at full size: the slow set (CI executes every tutorial as a notebook too)
+pytestmark = pytest.mark.slow
 
 
 def test_bayesian_last_layer_tutorial(tmp_path, monkeypatch):

@@ -13,6 +13,8 @@ from jno.lower.evaluate import model_key
 from figures import lines_by_label, recording_savefig
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "two_stage_inverse.py"
+# a whole tutorial at full size: the slow set (CI executes every tutorial as a notebook too)
+pytestmark = pytest.mark.slow
 
 
 def test_two_stage_inverse_tutorial(tmp_path, monkeypatch):

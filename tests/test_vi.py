@@ -204,6 +204,7 @@ def test_vi_solve_without_epochs_is_a_clear_error():
         crux.solve()
 
 
+@pytest.mark.slow
 def test_vi_and_mcmc_models_coexist():
     """A VI model and a NUTS model in one solve, on independent likelihoods: each recovers its
     own exact posterior."""
