@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import jax
@@ -170,11 +170,14 @@ class ConvergenceReport(NamedTuple):
 
 @dataclass(frozen=True)
 class Converged:
-    """Sample until R-hat <= ``rhat`` and bulk ESS >= ``ess`` for every model (see
+    """Sample until R-hat <= ``rhat`` and bulk ESS >= ``ess`` for every judged quantity (see
     :func:`converged`)."""
 
     rhat: float = 1.01
     ess: float = 400.0
+    #: what is judged: ``None`` (the sampled parameters), a list or a ``{label: item}`` dict of
+    #: models and expressions (not compared: a jno expression's ``==`` builds an expression)
+    on: Any = field(default=None, compare=False)
 
     def __post_init__(self):
         if not (isinstance(self.rhat, (int, float)) and self.rhat >= 1.0):
@@ -186,6 +189,17 @@ class Converged:
                 f"jno.bayesian.converged: ess must be a positive number (e.g. 400), got "
                 f"{self.ess!r}"
             )
+        if self.on is not None:
+            items = self.on.values() if isinstance(self.on, Mapping) else self.on
+            if isinstance(self.on, str) or not isinstance(self.on, Mapping | list | tuple):
+                raise TypeError(
+                    "jno.bayesian.converged: on must be a list of models and expressions "
+                    f"(e.g. on=[k, net(x_test)]) or a {{label: expression}} dict, got "
+                    f"{type(self.on).__name__}"
+                )
+            if not list(items):
+                raise ValueError("jno.bayesian.converged: on is empty; leave it out to judge "
+                                 "the sampled parameters")
 
     def diagnose(self, chains: Any) -> ModelConvergence:
         """Worst R-hat and smallest bulk ESS over the components of ``chains``, a pytree of
@@ -202,8 +216,8 @@ class Converged:
         return ModelConvergence(worst_r, least_e, n)
 
     def check(self, chains_by_model: Mapping[str, Any]) -> ConvergenceReport:
-        """Diagnose every model's draws (``{label: pytree of (K, N, ...)}``) against the
-        targets."""
+        """Diagnose every quantity's draws (``{label: pytree of (K, N, ...)}``: a model's
+        draws or an expression's values at them) against the targets."""
         models = {label: self.diagnose(ch) for label, ch in chains_by_model.items()}
         missing = []
         for label, m in models.items():
@@ -221,13 +235,22 @@ class Converged:
         )
 
 
-def converged(rhat: float = 1.01, ess: float = 400.0) -> Converged:
+def converged(rhat: float = 1.01, ess: float = 400.0, on: Any = None) -> Converged:
     """The stopping rule of ``crux.solve(until=..., max_epochs=...)``.
 
-    After every chunk (``print_rate`` steps) past warm-up the solve computes, for each Bayesian
-    model, the rank-normalised split R-hat and the bulk ESS of every component of its kept
+    After every chunk (``print_rate`` steps) past warm-up the solve computes, for each judged
+    quantity, the rank-normalised split R-hat and the bulk ESS of every component of its kept
     draws (``(K, N, ...)``, all chains), and stops when ``max R-hat <= rhat`` and
-    ``min ESS >= ess`` hold for every model, or when ``max_epochs`` steps have run.
+    ``min ESS >= ess`` hold for every quantity, or when ``max_epochs`` steps have run.
+
+    What is judged: by default every sampled parameter (``jno.np.parameter``), and none of a
+    network's weights (R-hat over thousands of weights of a network with symmetric modes does
+    not reach 1.01, and it is not what a user needs converged); a solve that samples no
+    parameter judges every sampled model's weights. ``on`` chooses instead: models and
+    expressions, e.g. ``on=[k, net(x_test)]`` (an expression is evaluated at every kept draw
+    of the models it depends on, as ``crux.eval`` does), or a dict ``{"u(0.5)": net(x_mid)}``
+    to name them in the log and the history (``"rhat:<label>"``, ``"ess:<label>"``). The log
+    says at the start what is judged.
 
     R-hat needs several chains to detect chains stuck in different modes (with one chain it is
     the split R-hat of its two halves); ESS counts all chains. Draws are the last ``keep``, so
@@ -236,8 +259,9 @@ def converged(rhat: float = 1.01, ess: float = 400.0) -> Converged:
     Args:
         rhat: the largest acceptable R-hat (Vehtari et al. 2021 recommend 1.01).
         ess: the smallest acceptable bulk ESS (400 for four chains, their advice).
+        on: ``None``, a list of models and expressions, or a ``{label: item}`` dict.
     """
-    return Converged(float(rhat), float(ess))
+    return Converged(float(rhat), float(ess), on)
 
 
 __all__ = [

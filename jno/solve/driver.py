@@ -224,7 +224,7 @@ class Solver:
         stop = start + epochs
         check_call(o, self.plan, start, stop, self.step_index)
         run = Run(self, ckpt.Call(start, stop, print_rate or 100))
-        hooks = solve_hooks(o, self.program, resamplers, stop - self.step_index)
+        hooks = solve_hooks(o, self.program, self.plan, resamplers, stop - self.step_index)
         fast = self.fastpath(o.substeps) and not resamplers
         run_call(self, engine, run, hooks, fast, o)
         return self.history

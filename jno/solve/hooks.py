@@ -35,6 +35,7 @@ from ..lower.causal import causal_metrics, has_causal
 from . import checkpoint as ckpt
 from . import resample as resample_mod
 from . import trackers as trackers_mod
+from .quantities import Quantities
 from .records import ChunkInfo
 
 log = logging.getLogger("jno")
@@ -156,18 +157,20 @@ class Progress(Hook):
 
 
 class Until(Hook):
-    """``until=``: diagnose the kept draws of every recording block after each chunk; record
-    R-hat and ESS in the history; stop when the rule holds."""
+    """``until=``: diagnose the rule's quantities (:class:`~jno.solve.quantities.Quantities`:
+    the sampled parameters by default, or the rule's ``on=``) over the kept draws after each
+    chunk; record R-hat and ESS in the history; stop when the rule holds."""
 
-    def __init__(self, rule):
+    def __init__(self, rule, quantities: Quantities):
         self.rule = rule
+        self.quantities = quantities
+        log.info("until: judging %s", quantities.describe())
 
     def after_chunk(self, run: Run) -> bool:
         s = run.solver
-        chains = {}
-        for b, blk in enumerate(s.plan.blocks):
-            if blk.records and s.recorder.count(b):
-                chains[blk.label] = s.recorder.posterior(b)[0]
+        if not any(blk.records and s.recorder.count(b) for b, blk in enumerate(s.plan.blocks)):
+            return False
+        chains = self.quantities.draws(s)
         if not chains:
             return False
         report = self.rule.check(chains)
@@ -237,14 +240,15 @@ class Checkpointing(Hook):
             ckpt.save(self.path, run.solver.snapshot(), run.call, *self.solve_args)
 
 
-def solve_hooks(options, program, resamplers: list, total: int) -> list[Hook]:
+def solve_hooks(options, program, plan, resamplers: list, total: int) -> list[Hook]:
     """The hooks of one ``crux.solve`` call, in the order they run."""
     hooks: list[Hook] = [CausalMetrics()] if has_causal(program) else []
     if resamplers:
         hooks.append(Resampling(resamplers))
     hooks.append(Progress(options.progress, total))
     if options.until is not None:
-        hooks.append(Until(options.until))
+        on = getattr(options.until, "on", None)
+        hooks.append(Until(options.until, Quantities(program, plan, on)))
     trackers = trackers_mod.active_trackers(options.trackers)
     if trackers:
         hooks.append(Trackers(trackers))

@@ -180,6 +180,22 @@ def publish(engine, state, recorder: Recorder, streams: st.KeyStreams, started: 
 
 def posterior_of(engine, state, recorder: Recorder, streams: st.KeyStreams, started: bool):
     """``{model: (posterior_samples, posterior_diagnostics)}`` of the models with draws."""
+    chain_axis = engine.plan.chain_axis or engine.plan.ensemble is not None
+    out = {}
+    for m, (full, diag) in posterior_params(engine, state, recorder, streams, started).items():
+        samples = _as_samples(m, full, engine.program)
+        diag = None if diag is None else dict(diag)
+        if not chain_axis:
+            samples = jax.tree.map(lambda a: a[0], samples)
+            diag = None if diag is None else {k: v[0] for k, v in diag.items()}
+        out[m] = (samples, diag)
+    return out
+
+
+def posterior_params(engine, state, recorder: Recorder, streams: st.KeyStreams, started: bool):
+    """``{model: (params, diagnostics)}`` of the models with draws: ``params`` is the model's
+    trainable pytree with ``(K, N)`` leading axes (every group's draws at its leaves, the
+    other leaves constant), ``diagnostics`` ``{field: (K, N)}`` or ``None``."""
     program, blocks = engine.program, engine.blocks
     params = engine.view(state)
     out = {}
@@ -198,7 +214,6 @@ def posterior_of(engine, state, recorder: Recorder, streams: st.KeyStreams, star
             parts.setdefault(mem.model.uid, []).append((mem, recorded[mem.key]))
             if diags.get(mem.model.uid) is None:
                 diags[mem.model.uid] = diag
-    chain_axis = engine.plan.chain_axis or engine.plan.ensemble is not None
     for m in program.models:
         pieces = parts.get(m.uid)
         if not pieces:
@@ -212,13 +227,7 @@ def posterior_of(engine, state, recorder: Recorder, streams: st.KeyStreams, star
         for mem, piece in pieces:
             piece = jax.tree.map(_host, piece)
             full = piece if mem.mask is None else eqx.combine(piece, full)
-        samples = _as_samples(m, full, program)
-        diag = diags.get(m.uid)
-        diag = None if diag is None else dict(diag)
-        if not chain_axis:
-            samples = jax.tree.map(lambda a: a[0], samples)
-            diag = None if diag is None else {k: v[0] for k, v in diag.items()}
-        out[m] = (samples, diag)
+        out[m] = (full, diags.get(m.uid))
     return out
 
 
