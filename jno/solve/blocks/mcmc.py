@@ -15,6 +15,8 @@ Python closures at trace time). Two families share the step:
 
 from __future__ import annotations
 
+import dataclasses
+
 import blackjax
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +33,16 @@ from .base import SamplingBlock, field_of, inverse_mass_matrix, scalar_info
 #: (hmc, nuts, multinomial_hmc) and ``dynamic_hmc``. Compared with ``is``: blackjax's
 #: top-level APIs are unhashable dataclasses.
 WINDOW_ADAPTED = (blackjax.nuts, blackjax.hmc, blackjax.dynamic_hmc, blackjax.multinomial_hmc)
+
+
+#: ``.bayesian`` keywords of the HMC family that ``blackjax.window_adaptation`` takes
+ADAPTATION_KEYWORDS = ("is_mass_matrix_diagonal", "target_acceptance_rate")
+
+
+def _without_adaptation(settings):
+    """``settings`` without the window adaptation's keywords (what the kernel takes)."""
+    kw = {k: v for k, v in settings.kernel_kwargs.items() if k not in ADAPTATION_KEYWORDS}
+    return dataclasses.replace(settings, kernel_kwargs=kw)
 
 
 def one_of(factory, kernels) -> bool:
@@ -123,7 +135,13 @@ class MCMCBlock(SampledBlock):
 @register_family
 class HMCBlock(MCMCBlock):
     """The HMC family (:data:`WINDOW_ADAPTED`): ``step_size`` and ``inverse_mass_matrix`` are
-    per-chain kernel arguments, chosen by blackjax's window adaptation in warm-up."""
+    per-chain kernel arguments, chosen by blackjax's window adaptation in warm-up.
+
+    Two keywords of ``.bayesian`` go to ``blackjax.window_adaptation``, not to the kernel:
+    ``is_mass_matrix_diagonal=False`` adapts a dense ``(D, D)`` inverse mass matrix (the
+    covariance of the warm-up draws, for posteriors whose parameters are correlated), and
+    ``target_acceptance_rate`` (default 0.8) the acceptance the step size is tuned to.
+    """
 
     priority = 1  # asked before MCMCBlock, which claims these factories too
     tuner = Tuner.WINDOW
@@ -133,16 +151,44 @@ class HMCBlock(MCMCBlock):
         return one_of(factory, WINDOW_ADAPTED)
 
     @classmethod
+    def validate(cls, where: str, settings) -> None:
+        check_kernel_kwargs(where, settings, ADAPTATION_KEYWORDS)
+        super().validate(where, _without_adaptation(settings))
+        rate = settings.kernel_kwargs.get("target_acceptance_rate", 0.8)
+        if not (isinstance(rate, (int, float)) and 0.0 < rate < 1.0):
+            raise ValueError(
+                f"{where}: .bayesian({settings.name}, target_acceptance_rate={rate!r}): give a "
+                "number between 0 and 1 (blackjax's default is 0.8; 0.9-0.95 for hard geometry)"
+            )
+        dense = settings.kernel_kwargs.get("is_mass_matrix_diagonal", True)
+        if not isinstance(dense, bool):
+            raise TypeError(
+                f"{where}: .bayesian({settings.name}, is_mass_matrix_diagonal={dense!r}): give "
+                "True (a diagonal inverse mass matrix) or False (a dense one)"
+            )
+
+    @classmethod
     def schema(cls, settings) -> str:
         return "is_divergent, acceptance_rate, energy"
+
+    @property
+    def dense(self) -> bool:
+        """Whether warm-up adapts a dense inverse mass matrix."""
+        return self.settings.kernel_kwargs.get("is_mass_matrix_diagonal", True) is False
+
+    def kernel(self, logdensity, tuned: dict):
+        kw = _without_adaptation(self.settings).kernel_kwargs
+        return self.settings.factory(logdensity, **{**kw, **tuned})
 
     def tuning(self, position) -> dict:
         s = self.settings
         dim = ravel_pytree(position)[0].shape[0]
-        imm = s.kernel_kwargs.get("inverse_mass_matrix")
+        imm = inverse_mass_matrix(
+            s.kernel_kwargs.get("inverse_mass_matrix"), dim, f"model(s) {self.label}"
+        )
         return {
             "step_size": jnp.asarray(s.kernel_kwargs.get("step_size", 1.0), default_float()),
-            "inverse_mass_matrix": inverse_mass_matrix(imm, dim, f"model(s) {self.label}"),
+            "inverse_mass_matrix": jnp.diag(imm) if self.dense and imm.ndim == 1 else imm,
         }
 
     def adapt(self, key, state: BlockState, objective, num_steps: int):
@@ -153,11 +199,14 @@ class HMCBlock(MCMCBlock):
             for k, v in s.kernel_kwargs.items()
             if k not in ("step_size", "inverse_mass_matrix")
         }
+        initial = state.tuned["inverse_mass_matrix"]
+        if self.dense and initial.ndim == 1:  # an initializer's diagonal
+            initial = jnp.diag(initial)
         wa = blackjax.window_adaptation(
             s.factory,
             self.log_posterior(objective),
             initial_step_size=state.tuned["step_size"],
-            initial_inverse_mass_matrix=state.tuned["inverse_mass_matrix"],
+            initial_inverse_mass_matrix=initial,
             adaptation_info_fn=get_filter_adapt_info_fn(info_keys={"num_integration_steps"}),
             **kw,
         )
