@@ -6,7 +6,7 @@ lowers them to JAX and ``crux.solve()`` optimises (optax) or samples (blackjax) 
 
 import logging as _logging
 
-from . import bayesian, nn, noise, np, sym, xla_defaults
+from . import bayesian, constraints, nn, noise, np, sym, xla_defaults
 from .compile_cache import config
 from .compile_cache import configure_at_import as _configure_cache
 from .crux import Crux, core
@@ -58,6 +58,7 @@ __all__ = [
     "balance",
     "bayesian",
     "config",
+    "constraints",
     "core",
     "diff",
     "domain",

@@ -224,7 +224,9 @@ class Crux:
 def _params_of(model):
     samples = model.posterior_samples
     if isinstance(model, Parameter):
-        return samples
+        if model.constraint is None or has_stored(samples):
+            return samples
+        return model.constraint.inverse(jnp.asarray(samples))
     import equinox as eqx
 
     return eqx.filter(samples, is_sample_leaf)

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as _np
 
+from .constraints import Constraint
 from .trace.derivative import grad, laplacian
 from .trace.model import Parameter
 from .trace.node import Apply, Placeholder, apply, as_node
@@ -86,24 +87,44 @@ def stack(xs, axis: int = -1):
     return jnp.stack(xs, axis=axis)
 
 
-def parameter(shape, key=None, name: str | None = None, init: float | None = None) -> Parameter:
+def parameter(
+    shape, key=None, name: str | None = None, init: float | None = None, constraint=None
+) -> Parameter:
     """A trainable array usable in expressions.
 
     Args:
         shape: the parameter's shape, e.g. ``(1,)``.
-        key: a PRNG key; the start is ``N(0, 1)`` draws. Without a key the start is zeros
-            (or ``init`` when given).
+        key: a PRNG key; the start is ``N(0, 1)`` draws (of the unconstrained value ``u`` when
+            constrained: ``T(u)``). Without a key the start is zeros, ``T(0)`` when constrained
+            (1 for ``positive``, the midpoint of an ``interval``), or ``init`` when given.
         name: shown in logs and history (``"a"``).
-        init: a constant start value.
+        init: a constant start value (inside the constraint's support).
+        constraint: ``None`` (any real) or a :mod:`jno.constraints` support, e.g.
+            ``jno.constraints.positive`` or ``jno.constraints.interval(0.0, 2.0)``: samplers,
+            VI and optimisers move ``u = T⁻¹(θ)`` and every expression reads ``θ``; priors are
+            written on ``θ``.
     """
     shape = _parameter_shape(shape, name)
+    where = f"jno.np.parameter(shape={shape!r}{'' if name is None else f', name={name!r}'})"
+    if constraint is not None and not isinstance(constraint, Constraint):
+        raise TypeError(
+            f"{where}: constraint must be one of jno.constraints (positive, unit_interval, "
+            f"greater_than(c), less_than(c), interval(lo, hi)), got {constraint!r}"
+        )
     if init is not None:
         value = jnp.full(shape, init, dtype=default_float())
+        if constraint is not None and not constraint.contains(value):
+            raise ValueError(
+                f"{where}: init={init!r} is outside the support of constraint={constraint!r}; "
+                "give a start inside it (or leave init out to start at the support's centre)"
+            )
     elif key is not None:
         value = jax.random.normal(key, shape, dtype=default_float())
+        value = value if constraint is None else constraint.forward(value)
     else:
         value = jnp.zeros(shape, dtype=default_float())
-    return Parameter(value, name=name)
+        value = value if constraint is None else constraint.forward(value)
+    return Parameter(value, name=name, constraint=constraint)
 
 
 def _parameter_shape(shape, name) -> tuple[int, ...]:

@@ -30,8 +30,19 @@ from .evaluate import (
 
 
 def split_module(model: Model):
-    """``(params, static)``: the inexact-array leaves and everything else."""
-    return eqx.partition(model.module, eqx.is_inexact_array)
+    """``(params, static)``: the inexact-array leaves and everything else. A constrained
+    Parameter's params are its unconstrained value ``u = T⁻¹(module)`` (:mod:`jno.constraints`),
+    what the solver moves."""
+    params, static = eqx.partition(model.module, eqx.is_inexact_array)
+    constraint = getattr(model, "constraint", None)
+    return (params if constraint is None else constraint.inverse(params)), static
+
+
+def constrained(model: Model, params):
+    """The model's values (a pytree, or draws with leading axes) from its ``params``: ``T(u)``
+    for a constrained Parameter, ``params`` unchanged otherwise."""
+    constraint = getattr(model, "constraint", None)
+    return params if constraint is None else constraint.forward(jnp.asarray(params))
 
 
 class Program:

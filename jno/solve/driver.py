@@ -246,6 +246,13 @@ class Solver:
 
     def stream_to(self, path) -> None:
         """Stream the draws to the zarr store at ``path`` (kept if already streaming there)."""
+        constrained = [m.where for m in self.program.models if getattr(m, "constraint", None)]
+        if constrained:
+            raise ValueError(
+                f"crux.solve(store=...): {', '.join(constrained)} has a constraint; streamed "
+                "draws are stored as sampled (unconstrained), so keep its draws in memory "
+                "(leave store= out)"
+            )
         if self.recorder.store is None or self.recorder.store.path != Path(path):
             positions = self.engine.positions(self.state)
             self.recorder.attach(DrawStore(path), positions, canonical_names(self.program))

@@ -118,6 +118,20 @@ def check_prior(prior, position, where: str) -> None:
         )
 
 
+def unconstrained_prior(prior, model, jacobian: bool):
+    """``prior`` (written on a model's constrained values) as a function of what the solver
+    moves: ``u -> log p(T(u)) + log |T'(u)|`` for a constrained Parameter
+    (:mod:`jno.constraints`; the Jacobian makes the draws of ``T(u)`` follow the constrained
+    posterior), without the Jacobian for an optimiser (``jacobian=False``: the mode of the
+    constrained density); ``prior`` itself for every other model."""
+    constraint = getattr(model, "constraint", None)
+    if constraint is None:
+        return prior
+    if jacobian:
+        return lambda u: prior(constraint.forward(u)) + constraint.log_abs_det_jacobian(u)
+    return lambda u: prior(constraint.forward(u))
+
+
 def make_plan(program: Program) -> SolvePlan:
     """Group ``program``'s models into blocks and validate the combination (errors name the
     model and the fix)."""
@@ -132,6 +146,7 @@ def make_plan(program: Program) -> SolvePlan:
         for i, g in enumerate(m.groups):
             mask = mask_on_params(m, g.mask)
             prior = default_prior() if g.settings.prior is None else g.settings.prior
+            prior = unconstrained_prior(prior, m, jacobian=True)
             check_prior(prior, take_masked(params[mk], mask), m.where)
             own = g.settings.family.variational or g.mask is not None
             key = ("own", id(g)) if own else g.settings.block_key()
@@ -162,6 +177,7 @@ def make_plan(program: Program) -> SolvePlan:
         for m in ensembles:
             s = m.ensemble_settings
             prior = default_prior() if s.prior is None else s.prior
+            prior = unconstrained_prior(prior, m, jacobian=False)
             check_prior(prior, params[model_key(m)], m.where)
             terms.append((prior, s.prior_weight))
             ens_txs[model_key(m)] = s.optimizer or DEFAULT_OPTIMIZER

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from ..lower.evaluate import model_key
-from ..lower.program import split_module
+from ..lower.program import constrained, split_module
 from ..trace.model import Model, Parameter
 from ..trace.node import Placeholder, as_node
 from . import results
@@ -124,7 +124,7 @@ class Quantities:
         for label, item in self.items.items():
             if isinstance(item, Model):
                 if item.uid in kept:
-                    out[label] = kept[item.uid]
+                    out[label] = constrained(item, kept[item.uid])
                 continue
             values = self._push_forward(label, kept, live)
             if values is not None:

@@ -9,10 +9,10 @@ configuration is an error that says to build a new crux.
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
 
 from ..lower.evaluate import model_key
+from ..lower.program import split_module
 from .checkpoint import canonical_names
 from .engine import Engine
 from .results import Recorder
@@ -56,7 +56,7 @@ def carry_state(engine: Engine, old_plan, old_state, old_recorder: Recorder):
     blocks keep their chains and draws; trained models keep their values (and optimizer
     state when their optimizer is unchanged); a loss balancer keeps its state."""
     program, plan = engine.program, engine.plan
-    values = {model_key(m): eqx.filter(m.module, eqx.is_inexact_array) for m in program.models}
+    values = {model_key(m): split_module(m)[0] for m in program.models}
     state = jax.jit(lambda v, i: init_state(engine, v, i))(values, old_state.inputs)
     sampling_old = [i for i, b in enumerate(old_plan.blocks) if b.samples]
     sampling_new = [i for i, b in enumerate(plan.blocks) if b.samples]

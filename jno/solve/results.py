@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..lower.evaluate import model_key
+from ..lower.program import constrained
 from ..trace.model import Parameter
 from . import streams as st
 from .blocks import Block
@@ -268,12 +269,15 @@ def _host(leaf):
 
 def _as_samples(model, params, program):
     if isinstance(model, Parameter):
-        return _host(params)
+        params = _host(params)
+        if model.constraint is None or isinstance(params, StoredDraws):
+            return params
+        return np.asarray(constrained(model, params))
     return eqx.combine(params, program.statics[model_key(model)])
 
 
 def _set_module(model, params, program):
     if isinstance(model, Parameter):
-        model.module = jnp.asarray(params)
+        model.module = constrained(model, jnp.asarray(params))
         return
     model.module = eqx.combine(params, program.statics[model_key(model)])

@@ -271,10 +271,13 @@ class Parameter(Model, Placeholder):
     kind = "param"
     is_leaf = True
 
-    def __init__(self, value, name: str | None = None):
+    def __init__(self, value, name: str | None = None, constraint=None):
         value = jnp.asarray(value, dtype=default_float())
         Model.__init__(self, value, name)
         Placeholder.__init__(self, (), None, value.shape, value.dtype)
+        #: a :class:`jno.constraints.Constraint` or ``None``: the solver moves ``u``, every
+        #: expression reads ``constraint.forward(u)`` (``module`` holds the constrained value)
+        self.constraint = constraint
 
     @property
     def reads_model(self) -> Parameter:
@@ -285,7 +288,8 @@ class Parameter(Model, Placeholder):
         return self.kind
 
     def lower_global(self, ev):
-        return ev.params_of(self)
+        value = ev.params_of(self)
+        return value if self.constraint is None else self.constraint.forward(value)
 
     def sympy_form(self, args):
         return sympy.Symbol(self.model_name, real=True)
