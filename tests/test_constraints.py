@@ -118,3 +118,29 @@ def test_bad_constraints_are_clear_errors(tmp_path):
     crux = jno.core([(y + 0.0 * x).gaussian(std=s)])
     with pytest.raises(ValueError, match="has a constraint; streamed draws"):
         crux.solve(store=tmp_path / "draws.zarr")
+
+
+@pytest.mark.slow
+def test_mean_field_vi_on_a_positive_precision_reaches_the_closed_form_optimum():
+    """Mean-field VI moves ``u = log τ``. Under the Gamma(a, b) posterior the density of ``u``
+    is ``∝ exp(a u - b e^u)`` (the Jacobian included), and the Gaussian ``q = N(m, s²)``
+    maximising the ELBO solves ``a = b e^{m + s²/2}`` and ``s² = 1/a``:
+    ``m* = log(a/b) - 1/(2a)``, ``s* = 1/sqrt(a)``. Without the Jacobian the optimum is the same
+    formula at ``a - 1`` (here 0.14 lower in ``m``, 35 MCSE)."""
+    alpha, beta = 2.0, 1.0
+    x, y, ys = _precision_problem(n=10, seed=1)
+    a, b = alpha + ys.size / 2, beta + np.sum(ys**2) / 2
+    m_star, s_star = np.log(a / b) - 1 / (2 * a), 1 / np.sqrt(a)
+    tau = jno.np.parameter((1,), name="tau", constraint=jno.constraints.positive)
+    prior = lambda t: jnp.sum(jax.scipy.stats.gamma.logpdf(t, alpha, scale=1.0 / beta))  # noqa: E731
+    schedule = optax.cosine_decay_schedule(0.05, 3000, alpha=0.01)
+    tau.vi(blackjax.meanfield_vi, optimizer=optax.adam(schedule), num_samples=32,
+           posterior_draws=8000, prior=prior)
+    jno.core([(y + 0.0 * x).gaussian(std=tau**-0.5)], seed=2).solve(3000, print_rate=1000)
+    draws = np.asarray(tau.posterior_samples)
+    assert np.all(draws > 0)
+    # i.i.d. draws of q: MCSE = s/sqrt(8000) for the mean, s/sqrt(2·8000) for the sd; 0.01 is
+    # the stated allowance for the variational parameters' last stochastic-gradient steps
+    u = np.log(draws).ravel()
+    assert abs(u.mean() - m_star) < 4 * s_star / np.sqrt(u.size) + 0.01
+    assert abs(u.std() - s_star) < 5 * s_star / np.sqrt(2 * u.size) + 0.01
