@@ -144,3 +144,20 @@ def test_mean_field_vi_on_a_positive_precision_reaches_the_closed_form_optimum()
     u = np.log(draws).ravel()
     assert abs(u.mean() - m_star) < 4 * s_star / np.sqrt(u.size) + 0.01
     assert abs(u.std() - s_star) < 5 * s_star / np.sqrt(2 * u.size) + 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("initializer", ["pathfinder", "laplace"])
+def test_log_density_initializers_start_in_the_unconstrained_space(initializer):
+    """Pathfinder and Laplace run on the same log-density of ``u`` (Jacobian included); the
+    NUTS chains they start reach the conjugate Gamma posterior of the precision."""
+    alpha, beta = 2.0, 1.0
+    x, y, ys = _precision_problem()
+    tau = jno.np.parameter((1,), name="tau", constraint=jno.constraints.positive)
+    prior = lambda t: jnp.sum(jax.scipy.stats.gamma.logpdf(t, alpha, scale=1.0 / beta))  # noqa: E731
+    tau.bayesian(blackjax.nuts, warmup=300, keep=1000, num_chains=4, prior=prior)
+    tau.initialize(getattr(jno.bayesian, initializer)())
+    jno.core([(y + 0.0 * x).gaussian(std=tau**-0.5)], seed=2).solve(print_rate=650)
+    a_post, b_post = alpha + ys.size / 2, beta + np.sum(ys**2) / 2
+    draws = np.asarray(tau.posterior_samples)[..., 0]
+    assert_gaussian_within(draws, a_post / b_post, np.sqrt(a_post) / b_post, what="tau")
