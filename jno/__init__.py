@@ -6,7 +6,7 @@ lowers them to JAX and ``crux.solve()`` optimises (optax) or samples (blackjax) 
 
 import logging as _logging
 
-from . import bayesian, constraints, nn, noise, np, sym, xla_defaults
+from . import bayesian, constraints, kernels, nn, noise, np, sym, xla_defaults
 from .compile_cache import config
 from .compile_cache import configure_at_import as _configure_cache
 from .crux import Crux, core
@@ -63,6 +63,7 @@ __all__ = [
     "diff",
     "domain",
     "fn",
+    "kernels",
     "nn",
     "sampling",
     "noise",

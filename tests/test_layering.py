@@ -19,7 +19,13 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "jno"
 
-BOTTOM = {"jno.compile_cache", "jno.constraints", "jno.family", "jno.xla_defaults"}
+BOTTOM = {
+    "jno.compile_cache",
+    "jno.constraints",
+    "jno.family",
+    "jno.kernels",
+    "jno.xla_defaults",
+}
 CORE = {"jno.trace": 1, "jno.lower": 2, "jno.solve": 3, "jno.crux": 4}
 SIDE = {
     "jno.bayesian",
