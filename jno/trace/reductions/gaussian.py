@@ -10,6 +10,7 @@ import jax.scipy.linalg
 import numpy as np
 import sympy
 
+from ...kernels import Kernel, distances
 from ..node import Placeholder, _describe, as_node
 from .base import Likelihood, _elementwise, positive_input, residual_method
 
@@ -27,8 +28,11 @@ class GaussianLikelihood(Likelihood):
     Gaussian, ``r ~ N(0, Σ)`` with ``Σ = K + diag(σ²)`` (``σ²`` only when ``std`` is given):
     the loss is ``½ rᵀΣ⁻¹r + ½ log det Σ + (N/2) log 2π``, by a Cholesky factor of ``Σ``.
     ``cov`` is an ``(N, N)`` symmetric positive-definite array or a kernel
-    (:mod:`jno.kernels`, ``k(X1, X2)``) evaluated on the point set's coordinates when the
-    likelihood is built. It couples all points: it cannot be subsampled (``batch_size``).
+    (:mod:`jno.kernels`) on the point set's coordinates: evaluated once when the likelihood is
+    built, or at every evaluation when its lengthscale or variance is a jno expression (a
+    positive Parameter, learned or sampled: a Kennedy–O'Hagan discrepancy ``r = δ + ε``,
+    ``δ ~ GP(0, k)``, marginalised in closed form). It couples all points: it cannot be
+    subsampled (``batch_size``).
     """
 
     op = kind = "gaussian"
@@ -39,14 +43,24 @@ class GaussianLikelihood(Likelihood):
         if std is None and cov is None:
             raise ValueError(f"{where}: give std= (independent noise) or cov= (correlated)")
         args = [] if std is None else [positive_input(residual, std, self.kind, "std")]
-        super().__init__(residual, *args)
         self.has_std = std is not None
-        self.cov = None if cov is None else _covariance(residual, cov, where)
+        self.kernel = self.dist = None
+        if isinstance(cov, Kernel) and not cov.fixed:
+            _check_point_wise(residual, where)
+            self.kernel = cov
+            self.dist = distances(residual.pointset.coords, residual.pointset.coords)
+            args += [_hyperparameter(cov.lengthscale, where, "lengthscale"),
+                     _hyperparameter(cov.variance, where, "variance")]
+            self.cov = self.dist  # the (N, N) shape the lowering checks rows against
+        else:
+            self.cov = None if cov is None else _covariance(residual, cov, where)
+        super().__init__(residual, *args)
 
     def lower(self, ev, args):
         if self.cov is None:
             return super().lower(ev, args)
-        r, *std = args
+        r, *rest = args
+        std = rest[:1] if self.has_std else []
         if r.shape[0] != self.cov.shape[0]:
             raise ValueError(
                 f"{_describe(self.residual)}.gaussian(cov=...): the covariance couples all "
@@ -57,7 +71,12 @@ class GaussianLikelihood(Likelihood):
         if std:
             s = _elementwise(std[0], self.args[1], r, self.residual).reshape(r.shape[0])
             var = s * s
-        return self.correlated_nll(r.reshape(r.shape[0]), jnp.asarray(self.cov, r.dtype), var)
+        if self.kernel is not None:
+            ell, amp = (jnp.reshape(v, ()) for v in rest[len(std):])
+            k = self.kernel.matrix(jnp.asarray(self.dist, r.dtype), ell, amp)
+        else:
+            k = jnp.asarray(self.cov, r.dtype)
+        return self.correlated_nll(r.reshape(r.shape[0]), k, var)
 
     @staticmethod
     def correlated_nll(r, k, var):
@@ -77,16 +96,36 @@ class GaussianLikelihood(Likelihood):
         return sympy.Function("gaussian_nll")(*args)
 
 
-def _covariance(residual: Placeholder, cov, where: str) -> np.ndarray:
-    """``cov`` as a checked ``(N, N)`` array on the residual's point set."""
-    ps = residual.pointset
-    if ps is None:
+def _check_point_wise(residual: Placeholder, where: str) -> None:
+    if residual.pointset is None:
         raise ValueError(f"{where}: cov= needs a point-wise residual (it correlates points)")
     if int(np.prod(residual.shape)) != 1:
         raise ValueError(
             f"{where}: cov= needs one component per point; the residual has per-point shape "
             f"{residual.shape} (write one constraint per component)"
         )
+
+
+def _hyperparameter(value, where: str, arg: str) -> Placeholder:
+    """A kernel's lengthscale or variance given as a jno expression: global, one number."""
+    if not isinstance(value, Placeholder):
+        raise TypeError(
+            f"{where}: the kernel's {arg} must be a number or a jno expression, got "
+            f"{type(value).__name__}"
+        )
+    node = as_node(value)
+    if node.pointset is not None or int(np.prod(node.shape)) != 1:
+        raise ValueError(
+            f"{where}: the kernel's {arg} must be one global number (e.g. a (1,) Parameter "
+            f"with constraint=jno.constraints.positive), got per-point shape {node.shape}"
+        )
+    return node
+
+
+def _covariance(residual: Placeholder, cov, where: str) -> np.ndarray:
+    """``cov`` as a checked ``(N, N)`` array on the residual's point set."""
+    _check_point_wise(residual, where)
+    ps = residual.pointset
     if callable(cov) and not isinstance(cov, np.ndarray):
         k = np.asarray(cov(ps.coords, ps.coords), dtype=np.float64)
     else:
