@@ -37,6 +37,7 @@ def _problem(**kw):
     return crux, th, mean, cov
 
 
+@pytest.mark.slow
 def test_dense_adaptation_learns_the_posterior_covariance():
     crux, th, mean, cov = _problem(is_mass_matrix_diagonal=False)
     rho = cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])

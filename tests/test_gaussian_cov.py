@@ -59,6 +59,7 @@ def test_value_is_the_multivariate_normal_log_density(form):
     np.testing.assert_array_equal(crux.program.calibrated, [True])
 
 
+@pytest.mark.slow
 def test_nuts_matches_the_generalised_least_squares_posterior():
     x, y, xs, ys, k = problem(seed=1)
     a = jno.np.parameter((1,), name="a")

@@ -30,6 +30,7 @@ CORE = {"jno.trace": 1, "jno.lower": 2, "jno.solve": 3, "jno.crux": 4}
 SIDE = {
     "jno.bayesian",
     "jno.domain",
+    "jno.fields",
     "jno.inference",
     "jno.metrics",
     "jno.nn",
