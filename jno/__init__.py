@@ -18,6 +18,7 @@ from .solve.draw_store import StoredDraws
 from .solve.options import SolveOptions
 from .solve.records import ChunkInfo
 from .trace.derivative import diff
+from .trace.forward import forward_model
 from .trace.node import Placeholder, apply
 
 __version__ = "0.1.0"
@@ -64,6 +65,7 @@ __all__ = [
     "domain",
     "fields",
     "fn",
+    "forward_model",
     "kernels",
     "nn",
     "sampling",

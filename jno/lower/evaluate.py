@@ -224,6 +224,11 @@ class Point(NamedTuple):
     def noise(self, node: Noise) -> jax.Array:
         return self.row["noise"][noise_key(node)]
 
+    @property
+    def index(self) -> jax.Array:
+        """The row's position in the point set's current rows (all points, or a subsample)."""
+        return self.row["index"]
+
     def moved(self, coords: jax.Array) -> Point:
         """The same row at ``coords``, with a fresh memo and nothing hoisted (a derivative's
         per-point function must see every value as a function of the coordinates)."""
@@ -306,6 +311,7 @@ class Evaluator:
             "data": rows["data"],
             "noise": rows["noise"],
             "hoisted": rows.get("hoisted", {}),
+            "index": jnp.arange(rows["coords"].shape[0]),
         }
         outs = jax.vmap(per_point)(vm_rows)
         for r, o in zip(roots, outs):
@@ -323,11 +329,23 @@ class Evaluator:
                 at = _point_of(row)
                 return {hoist_key(n): self.point(n, at) for n in nodes}
 
-            vm_rows = {"coords": rows["coords"], "data": rows["data"], "noise": rows["noise"]}
+            vm_rows = {
+                "coords": rows["coords"],
+                "data": rows["data"],
+                "noise": rows["noise"],
+                "index": jnp.arange(rows["coords"].shape[0]),
+            }
             out[pk] = jax.vmap(per_point)(vm_rows)
         return out
 
     # ------------------------------------------------------------------ per-point level
+    def on_points(self, node: Placeholder, compute) -> jax.Array:
+        """``compute(coords)`` for ``node``'s point set's current rows ``(n, d)``, once per
+        evaluation: a forward model's values at every point, read row by row."""
+        if node.id not in self.gmemo:
+            self.gmemo[node.id] = compute(self.inputs[ps_key(node.pointset)]["coords"])
+        return self.gmemo[node.id]
+
     def point(self, node: Placeholder, at: Point) -> jax.Array:
         """The value of ``node`` at the point ``at`` (inside the vmapped per-point function):
         a hoisted value if there is one, a global value as it is, else the node's lowering."""
