@@ -106,6 +106,9 @@ def test_an_optimiser_finds_the_constrained_maximum_likelihood():
 def test_bad_constraints_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="outside the support of constraint=positive"):
         jno.np.parameter((1,), name="s", init=-1.0, constraint=jno.constraints.positive)
+    s_pos = jno.np.parameter((1,), name="s", constraint=jno.constraints.positive)
+    with pytest.raises(ValueError, match="outside the support of constraint=positive"):
+        s_pos.initialize(jnp.array([-0.5]))
     with pytest.raises(TypeError, match="constraint must be one of jno.constraints"):
         jno.np.parameter((1,), name="s", constraint="positive")
     with pytest.raises(ValueError, match="lower must be below upper"):
@@ -161,3 +164,23 @@ def test_log_density_initializers_start_in_the_unconstrained_space(initializer):
     a_post, b_post = alpha + ys.size / 2, beta + np.sum(ys**2) / 2
     draws = np.asarray(tau.posterior_samples)[..., 0]
     assert_gaussian_within(draws, a_post / b_post, np.sqrt(a_post) / b_post, what="tau")
+
+
+@pytest.mark.slow
+def test_a_checkpoint_resumes_in_u_and_refuses_another_constraint(tmp_path):
+    def build(constraint):
+        x, y, _ = _precision_problem()
+        s = jno.np.parameter((1,), name="s", constraint=constraint)
+        s.bayesian(blackjax.nuts, warmup=20, keep=20, num_chains=2, init_jitter=0.1)
+        return jno.core([(y + 0.0 * x).gaussian(std=s)], seed=1), s
+
+    path = tmp_path / "run.ckpt"
+    crux, s = build(jno.constraints.positive)
+    crux.solve(print_rate=20, checkpoint=path)
+    again, s2 = build(jno.constraints.positive)
+    again.solve(print_rate=20, resume_from=path)
+    np.testing.assert_array_equal(s2.posterior_samples, s.posterior_samples)
+    assert np.all(np.asarray(s2.posterior_samples) > 0)
+    other, _ = build(jno.constraints.greater_than(0.01))
+    with pytest.raises(jno.CheckpointError, match="constraint=positive"):
+        other.solve(print_rate=20, resume_from=path)

@@ -157,6 +157,13 @@ def _settings(blk) -> str:
     return f"{blk.family}:{name} {fields} {kwargs}"
 
 
+def _model(m) -> str:
+    """A model as the fingerprint names it (with its constraint: the state holds ``u``)."""
+    where = getattr(m, "where", repr(m))
+    constraint = getattr(m, "constraint", None)
+    return where if constraint is None else f"{where} constraint={constraint!r}"
+
+
 def fingerprint(snap: Snapshot, batch_size, substeps) -> dict[str, Any]:
     """What identifies the problem a checkpoint belongs to, field by field (readable, so a
     mismatch can say what differs): the seed's key streams, the constraints, the models and
@@ -167,7 +174,7 @@ def fingerprint(snap: Snapshot, batch_size, substeps) -> dict[str, Any]:
     return {
         "seed (key streams)": _digest(jax.tree.leaves(snap.streams)),
         "constraints": [f"{n}: {c}" for n, c in zip(program.names, program.constraints)],
-        "models": [getattr(m, "where", repr(m)) for m in program.models],
+        "models": [_model(m) for m in program.models],
         "blocks": [f"{blk.label} {_settings(blk)}" for blk in snap.blocks],
         "data and points": _digest(_by_name(program.inputs, names)),
         "state layout": _layout(snap.state, names),

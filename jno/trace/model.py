@@ -215,7 +215,14 @@ class Model:
                 )
             self.initializer = init
             return self
-        self.module = _initial_value(self, init)
+        value = _initial_value(self, init)
+        constraint = getattr(self, "constraint", None)
+        if constraint is not None and not constraint.contains(value):
+            raise ValueError(
+                f"{self.where}.initialize(...): the value is outside the support of "
+                f"constraint={constraint!r}; give a start inside it"
+            )
+        self.module = value
         self.initializer = None
         return self
 
