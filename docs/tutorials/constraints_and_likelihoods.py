@@ -1,0 +1,1 @@
+../../tutorials/constraints_and_likelihoods.py
