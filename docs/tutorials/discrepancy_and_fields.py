@@ -1,0 +1,1 @@
+../../tutorials/discrepancy_and_fields.py
