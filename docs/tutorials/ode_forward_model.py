@@ -1,0 +1,1 @@
+../../tutorials/ode_forward_model.py
