@@ -537,8 +537,10 @@ def test_lora_on_a_foundax_network():
     out = crux.eval([net(x)])
     for n in (0, 99):
         draw = jax.tree.map(lambda v: v[n] if eqx.is_array(v) else v, s)
-        # the pushforward is the adapted foundax network of each draw, applied by hand
-        np.testing.assert_allclose(out[n], draw(xs), rtol=1e-5, atol=1e-6)
+        # the pushforward is the adapted foundax network of each draw, applied by hand: the
+        # same float32 operations, fused and ordered differently by XLA (vmapped per point vs
+        # batched): a few ulps of each of ~100 operations, 1.5e-5 relative seen once in CI
+        np.testing.assert_allclose(out[n], draw(xs), rtol=1e-4, atol=1e-5)
         merged = merge_lora(draw)
         assert type(merged.output_layer) is type(base.output_layer)  # foundax's Linear again
         # merging adds s·BA into W: float32 sums in another order (4e-5 measured under SSE4_2)
