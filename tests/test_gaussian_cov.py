@@ -115,6 +115,9 @@ def test_hyperparameters_as_parameters_give_the_same_density():
     k = jno.kernels.matern52(0.3, 0.01)(xs[:, None], xs[:, None]) + 0.02**2 * np.eye(xs.size)
     want = -stats.multivariate_normal(np.zeros(xs.size), k).logpdf(1.1 * np.sin(np.pi * xs) - ys)
     np.testing.assert_allclose(float(jno.core([c]).eval([c])), want, rtol=1e-4)
+    mixed = (a * jno.np.sin(jno.np.pi * x) - y).gaussian(
+        std=0.02, cov=jno.kernels.matern52(lengthscale=0.3, variance=amp))  # a number and a node
+    np.testing.assert_allclose(float(jno.core([mixed]).eval([mixed])), want, rtol=1e-4)
     with pytest.raises(TypeError, match="evaluated inside a likelihood"):
         jno.kernels.matern52(ell)(xs, xs)
 

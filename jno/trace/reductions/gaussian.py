@@ -32,7 +32,8 @@ class GaussianLikelihood(Likelihood):
     built, or at every evaluation when its lengthscale or variance is a jno expression (a
     positive Parameter, learned or sampled: a Kennedy–O'Hagan discrepancy ``r = δ + ε``,
     ``δ ~ GP(0, k)``, marginalised in closed form). It couples all points: it cannot be
-    subsampled (``batch_size``).
+    subsampled (``batch_size``), and it is built on the point set's coordinates, so the point
+    set must not be resampled.
     """
 
     op = kind = "gaussian"
@@ -51,21 +52,23 @@ class GaussianLikelihood(Likelihood):
             self.dist = distances(residual.pointset.coords, residual.pointset.coords)
             args += [_hyperparameter(cov.lengthscale, where, "lengthscale"),
                      _hyperparameter(cov.variance, where, "variance")]
-            self.cov = self.dist  # the (N, N) shape the lowering checks rows against
+            self.cov = None
         else:
             self.cov = None if cov is None else _covariance(residual, cov, where)
+        self.correlated = cov is not None
         super().__init__(residual, *args)
 
     def lower(self, ev, args):
-        if self.cov is None:
+        if not self.correlated:
             return super().lower(ev, args)
         r, *rest = args
         std = rest[:1] if self.has_std else []
-        if r.shape[0] != self.cov.shape[0]:
+        n = self.residual.pointset.size
+        if r.shape[0] != n:
             raise ValueError(
                 f"{_describe(self.residual)}.gaussian(cov=...): the covariance couples all "
-                f"{self.cov.shape[0]} points of '{self.residual.pointset.label}', which cannot "
-                f"be subsampled ({r.shape[0]} rows here): leave batch_size out for this solve"
+                f"{n} points of '{self.residual.pointset.label}', which cannot be subsampled "
+                f"({r.shape[0]} rows here): leave batch_size out for this solve"
             )
         var = jnp.zeros(r.shape[:1], r.dtype)
         if std:
@@ -91,7 +94,7 @@ class GaussianLikelihood(Likelihood):
         return 0.5 * jnp.sum(z * z) + jnp.sum(jnp.log(s)) + 0.5 * r.size * math.log(2 * math.pi)
 
     def sympy_form(self, args):
-        if self.cov is not None:
+        if self.correlated:
             return sympy.Function("gaussian_cov_nll")(*args)
         return sympy.Function("gaussian_nll")(*args)
 
@@ -107,7 +110,10 @@ def _check_point_wise(residual: Placeholder, where: str) -> None:
 
 
 def _hyperparameter(value, where: str, arg: str) -> Placeholder:
-    """A kernel's lengthscale or variance given as a jno expression: global, one number."""
+    """A kernel's lengthscale or variance (a number or a jno expression) as a global node of
+    one number."""
+    if isinstance(value, float):
+        return as_node(value)
     if not isinstance(value, Placeholder):
         raise TypeError(
             f"{where}: the kernel's {arg} must be a number or a jno expression, got "
