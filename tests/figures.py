@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import runpy
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 
 @contextlib.contextmanager
@@ -25,6 +27,21 @@ def recording_savefig():
         yield saved
     finally:
         Figure.savefig = original
+
+
+def run_tutorial(path, out_dir, **env) -> tuple[dict, dict]:
+    """Run the tutorial script ``path`` as ``__main__`` at full size, its figures saved in
+    ``out_dir`` (more environment variables in ``env``, restored after): ``(namespace,
+    {file name: Figure})``."""
+    mp = pytest.MonkeyPatch()
+    for name, value in {"JNO_OUTPUT_DIR": str(out_dir), "JNO_TUTORIAL_SIZE": "full", **env}.items():
+        mp.setenv(name, value)
+    try:
+        with recording_savefig() as figures:
+            namespace = runpy.run_path(str(path), run_name="__main__")
+    finally:
+        mp.undo()
+    return namespace, figures
 
 
 def lines_by_label(ax) -> dict:

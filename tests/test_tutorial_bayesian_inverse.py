@@ -6,13 +6,12 @@ precision ΦᵀΦ/s² + I/100. ``.gaussian(std=0.1)`` means s² = 0.01; ``.mse``
 scale λ means s² = N/(2λ).
 """
 
-import runpy
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from figures import lines_by_label, recording_savefig
+from figures import lines_by_label, run_tutorial
 from stats import assert_gaussian_within
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "bayesian_inverse.py"
@@ -31,13 +30,7 @@ def conjugate(xs, data, noise_var, prior_var=100.0):
 def results(tmp_path_factory):
     pytest.importorskip("matplotlib")
     out = tmp_path_factory.mktemp("bayesian_inverse")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("JNO_OUTPUT_DIR", str(out))
-    try:
-        with recording_savefig() as figures:
-            namespace = runpy.run_path(str(TUTORIAL), run_name="__main__")
-    finally:
-        mp.undo()
+    namespace, figures = run_tutorial(TUTORIAL, out)
     namespace["RESULTS"]["figure_objects"] = figures
     return namespace["RESULTS"], out
 

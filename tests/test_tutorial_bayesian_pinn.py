@@ -15,13 +15,12 @@ is sharpest, at the ends: sd u(0) = sd u(1) = 1/sqrt(λ), at 4 Monte-Carlo stand
 the draws' sd (tests/stats.py), not against widths measured on one machine.
 """
 
-import runpy
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from figures import line_matching, lines_by_label, recording_savefig
+from figures import line_matching, lines_by_label, run_tutorial
 from stats import assert_sd_within
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "bayesian_pinn.py"
@@ -33,13 +32,7 @@ pytestmark = pytest.mark.slow
 def results(tmp_path_factory):
     pytest.importorskip("matplotlib")
     out = tmp_path_factory.mktemp("bayesian_pinn")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("JNO_OUTPUT_DIR", str(out))
-    try:
-        with recording_savefig() as figures:
-            namespace = runpy.run_path(str(TUTORIAL), run_name="__main__")
-    finally:
-        mp.undo()
+    namespace, figures = run_tutorial(TUTORIAL, out)
     namespace["RESULTS"]["figure_objects"] = figures
     namespace["RESULTS"]["draws"] = namespace["DRAWS"]
     return namespace["RESULTS"], out

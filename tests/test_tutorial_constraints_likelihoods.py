@@ -10,14 +10,13 @@ computed here from the tutorial's data, not taken from the tutorial:
   frequentist coverage of its 90 % interval in closed form (the posterior mean is linear in y).
 """
 
-import runpy
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from figures import lines_by_label, recording_savefig
+from figures import lines_by_label, run_tutorial
 from stats import assert_gaussian_within, ess_bulk, mcse_mean
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "constraints_and_likelihoods.py"
@@ -31,14 +30,7 @@ PRIOR_VAR = 10.0**2  # jno's default prior N(0, 10²)
 def results(tmp_path_factory):
     pytest.importorskip("matplotlib")
     out = tmp_path_factory.mktemp("constraints_and_likelihoods")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("JNO_OUTPUT_DIR", str(out))
-    mp.setenv("JNO_TUTORIAL_SIZE", "full")
-    try:
-        with recording_savefig() as figures:
-            namespace = runpy.run_path(str(TUTORIAL), run_name="__main__")
-    finally:
-        mp.undo()
+    namespace, figures = run_tutorial(TUTORIAL, out)
     namespace["RESULTS"]["figure_objects"] = figures
     return namespace["RESULTS"], out
 

@@ -9,13 +9,13 @@ importance-sampling posterior computed here in float64 with its own basis (numpy
 eigendecomposition of the squared-exponential matrix) and its own tridiagonal solver.
 """
 
-import runpy
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import optimize, stats
 
+from figures import run_tutorial
 from stats import assert_gaussian_within, assert_mean_within
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "discrepancy_and_fields.py"
@@ -27,13 +27,7 @@ pytestmark = pytest.mark.slow
 def results(tmp_path_factory):
     pytest.importorskip("matplotlib")
     out = tmp_path_factory.mktemp("discrepancy_fields")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("JNO_OUTPUT_DIR", str(out))
-    mp.setenv("JNO_TUTORIAL_SIZE", "full")
-    try:
-        namespace = runpy.run_path(str(TUTORIAL), run_name="__main__")
-    finally:
-        mp.undo()
+    namespace, _ = run_tutorial(TUTORIAL, out)
     return namespace, out
 
 

@@ -7,13 +7,12 @@ two independent estimates, sqrt(MCSE_jno² + MCSE_hand²) (tests/stats.py). The 
 checked against a SciPy solve of the ODE (not diffrax, not the tutorial's code).
 """
 
-import runpy
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from figures import lines_by_label, recording_savefig
+from figures import lines_by_label, run_tutorial
 from stats import mcse_mean, mcse_sd
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "ode_forward_model.py"
@@ -41,14 +40,7 @@ def results(tmp_path_factory):
     pytest.importorskip("matplotlib")
     pytest.importorskip("diffrax")
     out = tmp_path_factory.mktemp("ode_forward_model")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("JNO_OUTPUT_DIR", str(out))
-    mp.delenv("JNO_TUTORIAL_SIZE", raising=False)
-    try:
-        with recording_savefig() as figures:
-            namespace = runpy.run_path(str(TUTORIAL), run_name="__main__")
-    finally:
-        mp.undo()
+    namespace, figures = run_tutorial(TUTORIAL, out)
     namespace["RESULTS"]["figure_objects"] = figures
     return namespace["RESULTS"], out
 

@@ -17,14 +17,13 @@ Independent truths used here:
 import contextlib
 import io
 import math
-import runpy
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from figures import lines_by_label, recording_savefig
+from figures import lines_by_label, run_tutorial
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "sbc_poisson.py"
 
@@ -33,14 +32,9 @@ TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "sbc_poisson.py"
 def run(tmp_path_factory):
     pytest.importorskip("matplotlib")
     out = tmp_path_factory.mktemp("sbc_poisson")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("JNO_OUTPUT_DIR", str(out))
     printed = io.StringIO()
-    try:
-        with recording_savefig() as figures, contextlib.redirect_stdout(printed):
-            namespace = runpy.run_path(str(TUTORIAL), run_name="__main__")
-    finally:
-        mp.undo()
+    with contextlib.redirect_stdout(printed):
+        namespace, figures = run_tutorial(TUTORIAL, out)
     return namespace["RESULTS"], figures, printed.getvalue()
 
 
