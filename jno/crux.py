@@ -152,6 +152,33 @@ class Crux:
 
         return load_posterior(path, self)
 
+    def evidence(self) -> tuple[float, float]:
+        r"""The log evidence ``log p(data) = log ∫ L(θ) p(θ) dθ`` and its standard error,
+        from a solve with ``.bayesian(blackjax.adaptive_tempered_smc, ...)``.
+
+        ``L`` is the likelihood the constraints define, every normalising constant included
+        (``r.gaussian``, ``r.laplace``, ``r.student_t`` are normalised densities), and ``p``
+        the normalised prior, so two models of the same data compare by
+        ``log Z_1 - log Z_2`` (the log Bayes factor). With ``num_chains=K`` independent SMC
+        runs, ``Ẑ = (1/K) Σ_k Ẑ_k`` and ``se(log Ẑ) = sd(Ẑ_k/Ẑ)/√K`` (delta method); one run
+        gives a standard error of ``nan``: use ``num_chains >= 4`` for one.
+
+        Returns:
+            ``(log_Z, standard_error)``, floats.
+        """
+        from .solve.blocks.smc import log_evidence
+
+        engine = self.solver.engine
+        blocks = [] if engine is None else [b for b in engine.blocks if b.family == "smc"]
+        if not blocks or self.solver.step_index == 0:
+            raise ValueError(
+                "crux.evidence(): needs a finished solve of a model configured with "
+                ".bayesian(blackjax.adaptive_tempered_smc, num_particles=..., num_chains=...)"
+                "; tempered SMC is the sampler that estimates the evidence."
+            )
+        b = engine.blocks.index(blocks[0])
+        return log_evidence(self.solver.state.blocks[b].kernel.log_evidence)
+
     # ------------------------------------------------------------------ eval
     def eval(self, exprs, samples: str = "auto"):
         """Evaluate expressions; Bayesian dependencies are pushed through the posterior.

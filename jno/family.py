@@ -99,7 +99,8 @@ def kernel_family(factory: Callable, where: str) -> SamplerFamily:
     raise TypeError(
         f"{where}: cannot tell the kernel family of {factory_name(factory)!r}: its first "
         "parameter must be named `logdensity_fn` (full-data MCMC: nuts, hmc, mala, custom "
-        "SamplingAlgorithm factories) or `grad_estimator` (stochastic-gradient MCMC: sgld, sghmc)."
+        "SamplingAlgorithm factories), `grad_estimator` (stochastic-gradient MCMC: sgld, sghmc) "
+        "or `logprior_fn` (tempered SMC: adaptive_tempered_smc)."
     )
 
 

@@ -8,9 +8,11 @@ import pytest
 
 import jno
 from jno.family import SamplerFamily, Tuner, kernel_family, registered_families
+from jno.solve.blocks.adjusted_mclmc import AdjustedMCLMCBlock
 from jno.solve.blocks.mclmc import MCLMCBlock
 from jno.solve.blocks.mcmc import HMCBlock, MCMCBlock
 from jno.solve.blocks.sgmcmc import SGMCMCBlock
+from jno.solve.blocks.smc import TemperedSMCBlock
 from jno.solve.blocks.vi import MeanFieldVIBlock
 
 
@@ -40,6 +42,10 @@ def my_sgld(grad_estimator):
         (blackjax.rmhmc, MCMCBlock),  # its own mass matrix: not window-adapted
         (nuts, MCMCBlock),  # a name is not an identity
         (blackjax.mclmc, MCLMCBlock),
+        (blackjax.adjusted_mclmc_dynamic, AdjustedMCLMCBlock),
+        (blackjax.adjusted_mclmc, AdjustedMCLMCBlock),
+        (blackjax.adaptive_tempered_smc, TemperedSMCBlock),
+        (blackjax.tempered_smc, TemperedSMCBlock),  # claimed, then refused with the fix
         (blackjax.sgld, SGMCMCBlock),
         (blackjax.sghmc, SGMCMCBlock),
         (my_sgld, SGMCMCBlock),

@@ -168,7 +168,7 @@ def check_call(options: SolveOptions, plan, start: int, stop: int, step: int) ->
 def warn_short(blocks, start: int, epochs: int) -> None:
     """Warn when ``epochs`` steps from ``start`` leave a chain shorter than its ``keep``."""
     for b in blocks:
-        if not b.samples or b.variational:
+        if not (b.samples and b.records):
             continue
         s = b.settings
         need = s.warmup + s.keep * s.thin - start

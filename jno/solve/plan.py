@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -76,6 +77,13 @@ class SolvePlan:
         objective is the same function at every step, so L-BFGS may reuse its line search."""
         blocks = []
         for blk in self.blocks:
+            if blk.alone and (refresh or len(self.blocks) > 1):
+                raise ValueError(
+                    f"crux.solve: model(s) {blk.label} sampled by {blk.family} must be the "
+                    "only trained models of their solve, on all points with fixed noise: "
+                    "freeze the other models (.freeze()) and drop batch_size/substeps/"
+                    "redrawn noise."
+                )
             blk = copy.copy(blk)
             if blk.samples:
                 blk.refresh = refresh
@@ -127,9 +135,40 @@ def unconstrained_prior(prior, model, jacobian: bool):
     constraint = getattr(model, "constraint", None)
     if constraint is None:
         return prior
-    if jacobian:
-        return lambda u: prior(constraint.forward(u)) + constraint.log_abs_det_jacobian(u)
-    return lambda u: prior(constraint.forward(u))
+    return ConstrainedPrior(prior, constraint, jacobian)
+
+
+@dataclass(frozen=True)
+class ConstrainedPrior:
+    """A prior on ``θ = T(u)`` as a density of ``u`` (see :func:`unconstrained_prior`)."""
+
+    prior: object
+    constraint: object
+    jacobian: bool
+
+    def __call__(self, u):
+        value = self.prior(self.constraint.forward(u))
+        return value + self.constraint.log_abs_det_jacobian(u) if self.jacobian else value
+
+    def sample(self, key, like, tries: int = 64):
+        """``u = T⁻¹(θ)`` for ``θ`` drawn from the prior restricted to the support: every
+        element takes the first of ``tries`` independent prior draws inside it (the
+        built-in priors are independent per element). ``ValueError`` when the prior has no
+        ``sample`` method."""
+        if not hasattr(self.prior, "sample"):
+            raise ValueError(
+                f"the prior {self.prior!r} of a constrained parameter cannot be drawn from "
+                "(no sample(key, like) method); use one of jno.bayesian.priors"
+            )
+        lo, hi = self.constraint.lower, self.constraint.upper
+        draws = jax.vmap(lambda k: self.prior.sample(k, like))(jax.random.split(key, tries))
+
+        def first_inside(d):
+            inside = (d > lo) & (d < hi)
+            pick = jnp.argmax(inside, axis=0)
+            return jnp.take_along_axis(d, pick[None], axis=0)[0]
+
+        return jax.tree.map(lambda d: self.constraint.inverse(first_inside(d)), draws)
 
 
 def make_plan(program: Program) -> SolvePlan:

@@ -66,7 +66,7 @@ def sampling_only(plan, substeps) -> bool:
     blocks = plan.blocks
     if not blocks or substeps is not None:
         return False
-    if any(not b.samples or b.variational for b in blocks):
+    if any(not (b.samples and b.records) for b in blocks):
         return False
     return len({(b.settings.warmup, b.settings.keep, b.settings.thin) for b in blocks}) == 1
 

@@ -96,6 +96,9 @@ class Block:
     variational: ClassVar[bool] = False
     #: whether the block samples (has a log-density, priors, chains): a :class:`SamplingBlock`
     samples: ClassVar[bool] = False
+    #: whether the block must be the only trained block of its solve, on a fixed objective
+    #: (tempered SMC runs its whole tempering inside one step)
+    alone: ClassVar[bool] = False
 
     def __init__(
         self, settings, members: list[Member], priors=None, *, num_chains=1, refresh=False
