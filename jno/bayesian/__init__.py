@@ -21,6 +21,8 @@ _LAZY = {
     "load_posterior": ("jno.bayesian.export", "load_posterior"),
     "pathfinder": ("jno.bayesian.initializers", "pathfinder"),
     "laplace": ("jno.bayesian.initializers", "laplace"),
+    "map_pipeline": ("jno.bayesian.initializers", "map_pipeline"),
+    "MapPipeline": ("jno.bayesian.initializers", "MapPipeline"),
     "svgd": ("jno.bayesian.initializers", "svgd"),
     "BayesianInitializer": ("jno.bayesian.initializers", "BayesianInitializer"),
     "sbc": ("jno.bayesian.calibration", "sbc"),

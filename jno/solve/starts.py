@@ -127,6 +127,8 @@ def apply_initializers(engine, state: SolveState) -> SolveState:
         for name, value in update.items():
             if name in tuned[b] or accepts(blk.settings.factory, name):
                 value = jnp.asarray(value, default_float())
+                if name == "inverse_mass_matrix" and value.ndim == 2 and not blk.dense_metric:
+                    value = jnp.diag(value)  # the family's integrator takes a diagonal
                 tuned[b] = {**tuned[b], name: jnp.broadcast_to(value, (engine.P,) + value.shape)}
         changed = True
     if not changed:

@@ -8,6 +8,8 @@ extra_kwargs_update)``; see :class:`BayesianInitializer`. Built-ins:
   (Zhang et al. 2022), through blackjax.
 * :func:`laplace` (:class:`Laplace`): optax MAP + Hessian (diagonal or full) at the MAP.
 * :func:`svgd` (:class:`SVGD`): Stein variational gradient descent particles, through blackjax.
+* :func:`map_pipeline` (:class:`MapPipeline`): multi-start Adam + L-BFGS MAP search, chains
+  started in the distinct modes, the curvature at the best mode as mass matrix.
 
 The lowercase names are the classes themselves, so ``jno.bayesian.pathfinder(maxiter=30)``
 builds a configured :class:`Pathfinder`.
@@ -15,6 +17,7 @@ builds a configured :class:`Pathfinder`.
 
 from ._base import BayesianInitializer
 from ._laplace import Laplace, laplace
+from ._map_pipeline import MapPipeline, map_pipeline
 from ._pathfinder import Pathfinder, pathfinder
 from ._svgd import SVGD, svgd
 
@@ -22,8 +25,10 @@ __all__ = [
     "SVGD",
     "BayesianInitializer",
     "Laplace",
+    "MapPipeline",
     "Pathfinder",
     "laplace",
+    "map_pipeline",
     "pathfinder",
     "svgd",
 ]

@@ -89,6 +89,7 @@ class AdjustedMCLMCBlock(SampledBlock):
     family = "mams"
     priority = 10  # asked before MCMCBlock, whose signature rule claims these factories too
     tuner = Tuner.OWN
+    dense_metric = False
     diagnostics = ("is_divergent", "acceptance_rate", "energy", "num_integration_steps")
 
     @classmethod

@@ -170,6 +170,9 @@ class SamplingBlock(Block):
     priority: ClassVar[int] = 0
     #: the warm-up tuning the family runs (``adapt``) when ``adapt=True`` and ``warmup > 0``
     tuner: ClassVar[Tuner] = Tuner.NONE
+    #: whether the kernel takes a dense ``(D, D)`` inverse mass matrix (else only a diagonal:
+    #: an initializer's dense matrix is reduced to its diagonal)
+    dense_metric: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ family declaration
     @classmethod

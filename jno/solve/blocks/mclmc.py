@@ -35,6 +35,7 @@ class MCLMCBlock(SampledBlock):
     family = "mclmc"
     priority = 10
     tuner = Tuner.OWN
+    dense_metric = False
     diagnostics = ("energy_change",)
 
     @classmethod

@@ -202,6 +202,8 @@ class HMCBlock(MCMCBlock):
         initial = state.tuned["inverse_mass_matrix"]
         if self.dense and initial.ndim == 1:  # an initializer's diagonal
             initial = jnp.diag(initial)
+        elif not self.dense and initial.ndim == 2:  # an initializer's dense matrix
+            initial = jnp.diag(initial)
         wa = blackjax.window_adaptation(
             s.factory,
             self.log_posterior(objective),
