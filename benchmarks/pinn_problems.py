@@ -149,12 +149,15 @@ def burgers_jno(cfg: dict, rad: bool) -> dict:
     resample = jno.sampling.rad(x, every=cfg["every"]) if rad else None
     out = {"wall": 0.0}
     for phase, steps in (("adam", cfg["adam"]), ("lbfgs", cfg["lbfgs"])):
+        every = 1
         if phase == "lbfgs":
             net.optimizer(optax.lbfgs())
+            every = cfg.get("history_every", 1)
+        kw = dict(print_rate=chunk, resample=resample, history_every=every)
         t0 = time.perf_counter()
-        crux.solve(chunk, print_rate=chunk, resample=resample)
+        crux.solve(chunk, **kw)
         t1 = time.perf_counter()
-        crux.solve(steps - chunk, print_rate=chunk, resample=resample)
+        crux.solve(steps - chunk, **kw)
         t2 = time.perf_counter()
         out["wall"] += t2 - t0
         out[f"{phase}_step"] = (t2 - t1) / (steps - chunk)
@@ -219,7 +222,7 @@ def burgers_hand(cfg: dict) -> dict:
     return out
 
 
-def burgers(quick: bool, rows: list) -> None:
+def burgers(quick: bool, rows: list, history_every: int = 1) -> None:
     ref = check_reference(quick)
     print(
         f"Cole-Hopf vs spectral (nx={ref['spectral_nx']}): max |diff| "
@@ -230,6 +233,7 @@ def burgers(quick: bool, rows: list) -> None:
     cfg = dict(points=2000, width=20, depth=8, lr=1e-3, adam=1000, lbfgs=8000, every=500, chunk=500)
     if quick:
         cfg.update(points=1000, adam=500, lbfgs=1000, every=250, chunk=250)
+    cfg["history_every"] = history_every
     steps = f"{cfg['adam']}+{cfg['lbfgs']}"
     net = f"{cfg['depth']}x{cfg['width']} tanh, {cfg['points']} points"
     hand = burgers_hand(cfg)
@@ -340,6 +344,8 @@ def main():
     ap.add_argument("--rad", action="store_true")
     ap.add_argument("--lbfgs", action="store_true")
     ap.add_argument("--float32", action="store_true", help="JAX's default float32")
+    ap.add_argument("--history-every", type=int, default=1,
+                    help="jno's L-BFGS phase records the losses every k steps (history_every)")
     args = ap.parse_args()
     # float64 before any array is made (the measured recipe; see benchmarks/README.md)
     jax.config.update("jax_enable_x64", not args.float32)
@@ -347,7 +353,7 @@ def main():
     rows: list = []
     t0 = time.perf_counter()
     if every or args.burgers:
-        burgers(args.quick, rows)
+        burgers(args.quick, rows, args.history_every)
     if every or args.rad:
         rad_vs_uniform(args.quick, rows)
     if every or args.lbfgs:

@@ -51,6 +51,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from pinn_problems import NU, cole_hopf  # noqa: E402
 
 SIGMA, CALLS = 0.1, 200
+HISTORY_EVERY = 1  # --history-every: jno's L-BFGS phase records the losses every k steps
 JNO_JIT = jno.xla_defaults.jit  # how a solve compiles a program whose models are parameters
 
 
@@ -251,7 +252,10 @@ def raissi_jno(pts, u_obs, adam_steps, lbfgs_steps):
     lbfgs = optax.lbfgs()  # one object: one L-BFGS over the network and both coefficients
     for m in (net, lam1, log_lam2):
         m.optimizer(lbfgs)
-    crux.solve(lbfgs_steps, print_rate=max(1, lbfgs_steps // 5), progress=False)
+    every = HISTORY_EVERY if (lbfgs_steps // 5) % HISTORY_EVERY == 0 else 1
+    crux.solve(
+        lbfgs_steps, print_rate=max(1, lbfgs_steps // 5), progress=False, history_every=every
+    )
     wall = time.perf_counter() - start
     return float(np.asarray(lam1.module)[0]), float(np.exp(np.asarray(log_lam2.module)[0])), wall
 
@@ -318,7 +322,11 @@ def main():
     ap.add_argument("--memory", action="store_true", help="temporary memory at the largest N")
     ap.add_argument("--quick", action="store_true", help="smaller N range / Raissi budget")
     ap.add_argument("--float64", action="store_true", help="Raissi in float64")
+    ap.add_argument("--history-every", type=int, default=1,
+                    help="Raissi: jno's L-BFGS phase records the losses every k steps")
     args = ap.parse_args()
+    global HISTORY_EVERY
+    HISTORY_EVERY = args.history_every
     if not (args.grad or args.nuts or args.raissi or args.memory):
         args.grad = args.nuts = args.memory = True
     print(f"jax {jax.__version__}, {platform.processor() or platform.machine()}, "

@@ -5,6 +5,7 @@ concatenated pytree: one curvature history, one line search. The truth is optax'
 L-BFGS loop written by hand on a hand-written loss of the same problem.
 """
 
+import blackjax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -131,3 +132,29 @@ def test_one_optimizer_split_over_substeps_is_a_clear_error():
     data, phys = crux.program.constraints
     with pytest.raises(ValueError, match="share one optimizer.*transformation object of its own"):
         crux.solve(2, substeps=[([data], [net]), ([phys], [lam])])
+
+
+@pytest.mark.slow
+def test_history_every_records_every_kth_step_of_the_same_run():
+    """``history_every=4``: the same L-BFGS iterates as optax's loop by hand (the steps
+    between records run without the history's forward pass), the history at steps 3, 7, ...
+    holding the hand loop's loss there."""
+    tx = optax.lbfgs()
+    net, lam, crux = problem(tx, tx)
+    start = net.module
+    crux.solve(10, history_every=4, print_rate=8)
+    p, values = by_hand(optax.lbfgs(), start, 10)
+    np.testing.assert_allclose(np.asarray(lam.module), np.asarray(p["lam"]), rtol=1e-3, atol=1e-5)
+    np.testing.assert_array_equal(crux.history.steps, [3, 7])  # step 11 is past the stop
+    np.testing.assert_allclose(crux.history.total_loss, [values[3], values[7]], rtol=1e-4)
+
+
+def test_history_every_is_checked():
+    with pytest.raises(ValueError, match="print_rate=10 must be a multiple of history_every=4"):
+        problem(optax.adam(1e-3), optax.adam(1e-3))[2].solve(10, history_every=4, print_rate=10)
+    with pytest.raises(ValueError, match="history_every must be a positive int"):
+        problem(optax.adam(1e-3), optax.adam(1e-3))[2].solve(10, history_every=0)
+    net, lam, crux = problem(optax.adam(1e-3), optax.adam(1e-3))
+    lam.bayesian(blackjax.nuts, step_size=0.1, adapt=False)
+    with pytest.raises(ValueError, match="only for solves that optimise"):
+        jno.core(crux.program.constraints).solve(10, history_every=2)

@@ -223,7 +223,8 @@ class Solver:
         epochs = step_budget(epochs, o, lambda: self.default_epochs(start))
         stop = start + epochs
         check_call(o, self.plan, start, stop, self.step_index)
-        run = Run(self, ckpt.Call(start, stop, print_rate or 100))
+        every = o.history_every
+        run = Run(self, ckpt.Call(start, stop, print_rate or -(-100 // every) * every))
         hooks = solve_hooks(o, self.program, self.plan, resamplers, stop - self.step_index)
         fast = self.fastpath(o.substeps) and not resamplers
         run_call(self, engine, run, hooks, fast, o)

@@ -38,7 +38,7 @@ def run_call(solver, engine: Engine, run: Run, hooks: list, fast: bool, o) -> No
             _adapt(solver, engine, run.call.stop - run.call.start, progress, signals)
             if o.until is None:
                 warn_short(solver.plan.blocks, run.call.start, run.call.stop - run.call.start)
-            _chunks(solver, engine, run, hooks, fast, signals)
+            _chunks(solver, engine, run, hooks, fast, signals, o.history_every)
     except KeyboardInterrupt:
         log.warning(
             "solve interrupted at step %d: keeping the samples and history so far",
@@ -80,7 +80,9 @@ def _adapt(solver, engine: Engine, epochs: int, progress: Progress, signals) -> 
     signals.raise_if_stopped()
 
 
-def _chunks(solver, engine: Engine, run: Run, hooks: list, fast: bool, signals) -> None:
+def _chunks(
+    solver, engine: Engine, run: Run, hooks: list, fast: bool, signals, history_every: int = 1
+) -> None:
     """Chunks until the call's stop (or a hook's ``True``), the hooks after each."""
     ends = [e for h in hooks for e in h.ends]
     s = solver.plan.blocks[0].settings if fast else None
@@ -96,8 +98,10 @@ def _chunks(solver, engine: Engine, run: Run, hooks: list, fast: bool, signals) 
             losses = np.asarray(solver.jit("losses", engine.state_losses)(solver.state))
             solver.history.append([solver.step_index - 1], losses[None])
         else:
-            chunk = general_chunk(start, stop, rate, ends)
-            losses = _record(solver, _run_chunk(solver, chunk), start, chunk.steps)
+            chunk = general_chunk(start, stop, rate, ends, history_every)
+            losses = _record(solver, _run_chunk(solver, chunk))
+            if losses is None:  # a chunk shorter than history_every records nothing
+                losses = np.asarray(solver.jit("losses", engine.state_losses)(solver.state))
         run.steps, run.losses, run.chunks = chunk.steps, losses, run.chunks + 1
         done = [hook.after_chunk(run) for hook in hooks]
         signals.raise_if_stopped()
@@ -111,11 +115,13 @@ def _run_chunk(solver, chunk: Chunk):
     return records
 
 
-def _record(solver, records, start: int, n: int) -> np.ndarray:
-    """A general chunk's losses and metrics into the history, its draws kept; returns
-    the losses ``(C,)`` of its last step."""
+def _record(solver, records) -> np.ndarray | None:
+    """A general chunk's losses and metrics into the history, its draws kept; returns the
+    losses ``(C,)`` of its last recorded step (``None``: no step was recorded). A chunk has
+    one record per step, or per ``history_every`` steps; its active records come first."""
+    n = int(np.sum(np.asarray(records.active)))
     losses = np.asarray(records.losses)[:n]
-    steps = np.arange(start, start + n)
+    steps = np.asarray(records.step)[:n]
     solver.history.append(steps, losses)
     metrics = chain(
         solver.recorder.metrics(records, n), history_metrics(records, solver.program.names, n)
@@ -123,7 +129,7 @@ def _record(solver, records, start: int, n: int) -> np.ndarray:
     for name, values in metrics:
         solver.history.append_metric(name, steps, values)
     solver.recorder.add(records)
-    return losses[-1]
+    return losses[-1] if n else None
 
 
 def _log_fastpath(solver, s, print_rate: int) -> None:

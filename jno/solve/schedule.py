@@ -3,8 +3,9 @@
 A chunk is one call of :meth:`~jno.solve.engine.Engine.run_chunk`: ``length`` records of
 ``stride`` steps each, steps at or past ``stop`` no-ops when ``partial``. Two schedules:
 
-* :func:`general_chunk` (any plan): ``stride = 1``, losses recorded every step, chunks of
-  ``print_rate`` steps that also end at every step in ``ends`` (a resampling step);
+* :func:`general_chunk` (any plan): ``stride = history_every`` (default 1), losses recorded
+  at the last step of every stride, chunks of ``print_rate`` steps that also end at every
+  step in ``ends`` (a resampling step);
 * :func:`sampling_chunk` (the pure-MCMC fastpath and ``solve_batch``): silent warm-up
   chunks, then ``stride = thin`` chunks that record only the kept draws.
 
@@ -71,13 +72,18 @@ def sampling_only(plan, substeps) -> bool:
     return len({(b.settings.warmup, b.settings.keep, b.settings.thin) for b in blocks}) == 1
 
 
-def general_chunk(start: int, stop: int, print_rate: int, ends: Iterable[int] = ()) -> Chunk:
+def general_chunk(
+    start: int, stop: int, print_rate: int, ends: Iterable[int] = (), history_every: int = 1
+) -> Chunk:
     """The next chunk of the general loop from step ``start``: ``print_rate`` steps, fewer
-    at the call's ``stop`` or when a multiple of one of ``ends`` comes first."""
+    at the call's ``stop`` or when a multiple of one of ``ends`` comes first; the losses of
+    every ``history_every``-th step recorded (``print_rate`` is a multiple of it)."""
     n = min(print_rate, stop - start)
     for every in ends:
         n = min(n, (start // every + 1) * every - start)
-    return Chunk(start + n, n, print_rate, 1, True, n < print_rate)
+    return Chunk(
+        start + n, n, print_rate // history_every, history_every, True, n < print_rate
+    )
 
 
 def sampling_chunk(start: int, stop: int, limit: int, warmup: int, thin: int) -> Chunk:
