@@ -58,7 +58,7 @@ def test_evidence_and_posterior_of_a_conjugate_linear_model():
     mean = cov @ phi.T @ y / SIGMA**2
     for i in range(2):
         assert_gaussian_within(draws[..., i], mean[i], np.sqrt(cov[i, i]), what=f"theta[{i}]")
-    _, steps = crux.history.metrics["tempering_steps:'theta'"]  # the runs' mean, one solve step
+    _, steps = crux.history.metrics["tempering_steps:'theta'"]  # run 0's, one solve step
     assert steps.shape == (1,) and steps[0] > 1
 
 
