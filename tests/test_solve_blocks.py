@@ -150,7 +150,20 @@ def test_mclmc_matches_the_closed_form_posterior():
     assert np.all(np.asarray(tuned["L"]) > 0) and np.all(np.asarray(tuned["step_size"]) > 0)
     for i, p in enumerate((a, b)):
         assert_gaussian_within(np.asarray(p.posterior_samples)[..., 0], mean[i], sd[i])
-    assert crux.solver.grad_evals > 0
+    before = crux.solver.grad_evals
+    crux.solve(100)  # sampling only: one integrator step per draw, per chain
+    assert crux.solver.grad_evals - before == 4 * 100
+
+
+def test_a_collapsed_tuner_is_a_warning():
+    from types import SimpleNamespace
+
+    from jno.solve.loop import _check_tuned
+
+    blocks = [SimpleNamespace(label="'a'")]
+    state = SimpleNamespace(blocks=[SimpleNamespace(tuned={"step_size": np.array([0.1, 0.0])})])
+    with pytest.warns(UserWarning, match=r"step_size \[0.0\] in chain\(s\) \[1\]"):
+        _check_tuned(SimpleNamespace(blocks=blocks), state)
 
 
 def test_mclmc_without_tuning_needs_L_and_step_size():

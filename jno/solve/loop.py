@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+import warnings
 from itertools import chain
 
 import jax.numpy as jnp
@@ -76,8 +77,27 @@ def _adapt(solver, engine: Engine, epochs: int, progress: Progress, signals) -> 
         )
     solver.state = solver.keyed("adapt", Engine.adapt)(solver.state)
     solver.adapted = True
+    _check_tuned(engine, solver.state)
     progress.update(warm, "loss=adapted")
     signals.raise_if_stopped()
+
+
+def _check_tuned(engine: Engine, state) -> None:
+    """Warn about chains whose tuner left a step size that is not a positive number (a
+    tuner that collapsed: the chain would never move)."""
+    for blk, bs in zip(engine.blocks, state.blocks):
+        step = bs.tuned.get("step_size") if isinstance(bs.tuned, dict) else None
+        if step is None:
+            continue
+        bad = ~(np.isfinite(np.asarray(step)) & (np.asarray(step) > 0))
+        if np.any(bad):
+            warnings.warn(
+                f"Model {blk.label}: warm-up tuning left step_size "
+                f"{np.asarray(step)[bad].tolist()} in chain(s) {np.nonzero(bad)[0].tolist()}; "
+                "those chains will not move. Start nearer the posterior (an initializer), "
+                "lengthen warmup, or give step_size= with adapt=False.",
+                stacklevel=4,
+            )
 
 
 def _chunks(

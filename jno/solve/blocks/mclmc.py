@@ -87,6 +87,7 @@ class MCLMCBlock(SampledBlock):
         new, info = kernel.step(key, kstate)
         out = scalar_info(info, self.diagnostics)
         out["nonfinite"] = ~jnp.isfinite(new.logdensity)
+        out["num_integration_steps"] = jnp.ones((), jnp.int32)  # one integrator step a draw
         return BlockState(new, state.tuned), out
 
     def adapt(self, key, state: BlockState, objective, num_steps: int):
