@@ -38,7 +38,8 @@ Methods (``--method``, each one function returning one row):
   (``--mams-steps``): NUTS's trees on both problems fill the depth cap (255 leapfrog steps
   per draw), so these posteriors need long trajectories after diagonal preconditioning
   (blackjax's default of 2 steps would random-walk); 128 McLachlan steps (256 gradients) per
-  transition give MAMS the gradient budget per draw of NUTS;
+  transition give MAMS the gradient budget per draw of NUTS; ``map_mams``: the same after
+  ``map_pipeline`` (the recipe of ``docs/howto/bpinn_converge.md``);
 * ``mclmc``: ``blackjax.mclmc``, unadjusted (biased by its step size), ``thin`` draws;
 * ``smc``: ``blackjax.adaptive_tempered_smc``, ``K`` independent runs of ``P`` particles;
 * ``vi``: mean-field VI, ``.vi(blackjax.meanfield_vi, optimizer=optax.adam(cosine decay))``
@@ -121,6 +122,7 @@ METHODS = (  # in the order of priority: the default runs them in this order
     "map_nuts",
     "nuts_dense",
     "mams",
+    "map_mams",
     "smc",
     "vi",
     "ensemble",
@@ -574,17 +576,34 @@ def run_map_nuts(problem: Problem, args) -> dict | None:
     return mcmc_row("map_nuts", problem, args, built, crux, wall, grads, note)
 
 
-def run_mams(problem: Problem, args) -> dict:
+def run_mams(problem: Problem, args, pipeline=None, method: str = "mams") -> dict:
     built, crux, wall, grads = jno_sample(
         problem,
         args,
         blackjax.adjusted_mclmc_dynamic,
+        initializer=pipeline,
         grads_per_step=2,
         target_num_integration_steps=args.mams_steps,
         step_size=args.mams_step_size,
     )
     total = args.chains * (args.warmup + args.keep)
-    return mcmc_row("mams", problem, args, built, crux, wall, grads, nuts_note(built, grads, total))
+    note = nuts_note(built, grads, total)
+    if pipeline is not None:
+        note = (
+            f"{len(pipeline.modes)} mode(s), chains/mode {pipeline.chains_per_mode.tolist()}, "
+            f"pipeline {pipeline.timings.get('total', math.nan):.1f} s; " + note
+        )
+    return mcmc_row(method, problem, args, built, crux, wall, grads, note)
+
+
+def run_map_mams(problem: Problem, args) -> dict:
+    """``map_pipeline`` (multi-start MAP, chains at the best modes), then MAMS."""
+    from jno.bayesian.initializers import map_pipeline
+
+    pipeline = map_pipeline(
+        num_starts=args.map_starts, adam_steps=args.map_adam, lbfgs_steps=args.map_lbfgs
+    )
+    return run_mams(problem, args, pipeline, "map_mams")
 
 
 def run_mclmc(problem: Problem, args) -> dict:
@@ -592,9 +611,6 @@ def run_mclmc(problem: Problem, args) -> dict:
         problem, args, blackjax.mclmc, grads_per_step=2, thin=args.mclmc_thin
     )
     steps = args.warmup + args.keep * args.mclmc_thin
-    # jno counts the tuner's steps only (the sampling info has no num_integration_steps):
-    # add the sampling steps, one McLachlan step (2 gradients) each
-    grads += 2 * args.chains * args.keep * args.mclmc_thin
     diag = built.net.posterior_diagnostics
     energy = np.asarray(diag.get("energy_change", np.nan))
     note = (
@@ -790,6 +806,7 @@ RUNNERS = {
     "nuts_dense": run_nuts_dense,
     "map_nuts": run_map_nuts,
     "mams": run_mams,
+    "map_mams": run_map_mams,
     "mclmc": run_mclmc,
     "smc": run_smc,
     "vi": run_vi,

@@ -82,9 +82,10 @@ class MapPipeline(BayesianInitializer):
        also those started at other modes.
 
     With ``adapt=True`` the solver's window adaptation re-estimates the mass matrix from this
-    start; blackjax's diagonal adaptation (the default) refuses a ``(D, D)`` matrix, so pair
-    the dense one with ``is_mass_matrix_diagonal=False`` or ``adapt=False`` (and a
-    ``step_size``, about ``0.5-1`` in the Laplace metric), or pass ``dense_imm=False``.
+    start: from the dense matrix's diagonal for the default diagonal adaptation, from the
+    whole matrix with ``is_mass_matrix_diagonal=False``. With ``adapt=False`` (and a
+    ``step_size``, about ``0.5-1`` in the Laplace metric) the chains use it as it is. MCLMC
+    and MAMS, whose integrators take a diagonal, get its diagonal.
 
     After a call: :attr:`last_num_grad_evals` (Adam + L-BFGS gradients, as computed: the
     vmapped loops evaluate finished starts until the slowest is done; the ``M · D``
