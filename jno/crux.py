@@ -177,7 +177,8 @@ class Crux:
                 "; tempered SMC is the sampler that estimates the evidence."
             )
         b = engine.blocks.index(blocks[0])
-        return log_evidence(self.solver.state.blocks[b].kernel.log_evidence)
+        runs = self.solver.layout().gather(self.solver.state.blocks[b].kernel.log_evidence)
+        return log_evidence(runs)
 
     # ------------------------------------------------------------------ eval
     def eval(self, exprs, samples: str = "auto"):

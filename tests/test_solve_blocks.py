@@ -163,7 +163,7 @@ def test_a_collapsed_tuner_is_a_warning():
     blocks = [SimpleNamespace(label="'a'")]
     state = SimpleNamespace(blocks=[SimpleNamespace(tuned={"step_size": np.array([0.1, 0.0])})])
     with pytest.warns(UserWarning, match=r"step_size \[0.0\] in chain\(s\) \[1\]"):
-        _check_tuned(SimpleNamespace(blocks=blocks), state)
+        _check_tuned(SimpleNamespace(blocks=blocks, layout=SimpleNamespace(gather=np.asarray)), state)
 
 
 def test_mclmc_without_tuning_needs_L_and_step_size():

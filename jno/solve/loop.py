@@ -84,16 +84,18 @@ def _adapt(solver, engine: Engine, epochs: int, progress: Progress, signals) -> 
 
 def _check_tuned(engine: Engine, state) -> None:
     """Warn about chains whose tuner left a step size that is not a positive number (a
-    tuner that collapsed: the chain would never move)."""
+    tuner that collapsed: the chain would never move). With several processes every process
+    calls it (the step sizes are gathered: a collective)."""
     for blk, bs in zip(engine.blocks, state.blocks):
         step = bs.tuned.get("step_size") if isinstance(bs.tuned, dict) else None
         if step is None:
             continue
-        bad = ~(np.isfinite(np.asarray(step)) & (np.asarray(step) > 0))
+        step = np.asarray(engine.layout.gather(step))
+        bad = ~(np.isfinite(step) & (step > 0))
         if np.any(bad):
             warnings.warn(
                 f"Model {blk.label}: warm-up tuning left step_size "
-                f"{np.asarray(step)[bad].tolist()} in chain(s) {np.nonzero(bad)[0].tolist()}; "
+                f"{step[bad].tolist()} in chain(s) {np.nonzero(bad)[0].tolist()}; "
                 "those chains will not move. Start nearer the posterior (an initializer), "
                 "lengthen warmup, or give step_size= with adapt=False.",
                 stacklevel=4,
