@@ -60,6 +60,8 @@ class SamplerFamily(Protocol):
     tuner: Tuner
     #: whether the family is a variational fit (``.vi``) rather than a sampler (``.bayesian``)
     variational: bool
+    #: whether a run's draws are a population (SMC's particles): the run axis is always kept
+    population_draws: bool
 
     def claims(self, factory: Callable) -> bool:
         """Whether this family runs ``factory``."""

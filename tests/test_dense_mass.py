@@ -14,27 +14,14 @@ import pytest
 
 import jno
 
+from collinear import collinear_problem
 from stats import assert_gaussian_within
-
-SIGMA, PRIOR = 0.1, 10.0
 
 
 def _problem(**kw):
-    dom = jno.domain(constructor=jno.domain.line(mesh_size=0.02))
-    x, _ = dom.variable("interior")
-    f0, f1 = x, x + 0.1 * jno.np.sin(jno.np.pi * x)  # nearly collinear features
-    target = 1.0 * f0 - 0.5 * f1 + jno.noise.gaussian(std=SIGMA)
-    th = jno.np.parameter((2,), name="theta")
-    th.bayesian(blackjax.nuts, warmup=500, keep=1000, num_chains=4, init_jitter=0.5, **kw)
-    residual = th[0] * f0 + th[1] * f1 - target
-    crux = jno.core([residual.gaussian(std=SIGMA)], seed=1)
-    crux.solve(print_rate=500)
-    xs = np.asarray(dom.points("interior")[:, 0], np.float64)
-    phi = np.stack([xs, xs + 0.1 * np.sin(np.pi * xs)], axis=1)
-    y = np.asarray(crux.eval([target])[:, 0], np.float64)
-    cov = np.linalg.inv(phi.T @ phi / SIGMA**2 + np.eye(2) / PRIOR**2)
-    mean = cov @ phi.T @ y / SIGMA**2
-    return crux, th, mean, cov
+    return collinear_problem(
+        blackjax.nuts, warmup=500, keep=1000, num_chains=4, init_jitter=0.5, **kw
+    )
 
 
 @pytest.mark.slow

@@ -2,8 +2,8 @@
 and ``.bayesian(blackjax.adjusted_mclmc)`` with blackjax's own tuner.
 
 Independent truths: the closed-form Gaussian posterior of a linear model whose two features are
-nearly collinear (posterior correlation about -0.99), in float64 numpy (the ``_problem`` of
-tests/test_dense_mass.py); the design of the dynamic kernel, whose number of integrator steps
+nearly collinear (posterior correlation about -0.99), in float64 numpy (``tests/collinear.py``,
+as in tests/test_dense_mass.py); the design of the dynamic kernel, whose number of integrator steps
 has mean ``L / step_size``; and the deterministic length ``ceil(L / step_size)`` of the static
 kernel.
 """
@@ -16,27 +16,12 @@ import jno
 from jno.family import Tuner, kernel_family
 from jno.solve.blocks.adjusted_mclmc import AdjustedMCLMCBlock
 
+from collinear import collinear_problem
 from stats import assert_gaussian_within, assert_mean_within
-
-SIGMA, PRIOR = 0.1, 10.0
 
 
 def _problem(factory=blackjax.adjusted_mclmc_dynamic, *, mesh=0.02, **kw):
-    dom = jno.domain(constructor=jno.domain.line(mesh_size=mesh))
-    x, _ = dom.variable("interior")
-    f0, f1 = x, x + 0.1 * jno.np.sin(jno.np.pi * x)  # nearly collinear features
-    target = 1.0 * f0 - 0.5 * f1 + jno.noise.gaussian(std=SIGMA)
-    th = jno.np.parameter((2,), name="theta")
-    th.bayesian(factory, **kw)
-    residual = th[0] * f0 + th[1] * f1 - target
-    crux = jno.core([residual.gaussian(std=SIGMA)], seed=1)
-    crux.solve(print_rate=500)
-    xs = np.asarray(dom.points("interior")[:, 0], np.float64)
-    phi = np.stack([xs, xs + 0.1 * np.sin(np.pi * xs)], axis=1)
-    y = np.asarray(crux.eval([target])[:, 0], np.float64)
-    cov = np.linalg.inv(phi.T @ phi / SIGMA**2 + np.eye(2) / PRIOR**2)
-    mean = cov @ phi.T @ y / SIGMA**2
-    return crux, th, mean, cov
+    return collinear_problem(factory, mesh=mesh, **kw)
 
 
 @pytest.mark.slow

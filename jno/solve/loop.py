@@ -117,18 +117,23 @@ def _chunks(
             records = _run_chunk(solver, chunk)
             if chunk.records:
                 solver.recorder.add(records)
-            losses = np.asarray(solver.jit("losses", engine.state_losses)(solver.state))
+            losses = _state_losses(solver, engine)
             solver.history.append([solver.step_index - 1], losses[None])
         else:
             chunk = general_chunk(start, stop, rate, ends, history_every)
             losses = _record(solver, _run_chunk(solver, chunk))
             if losses is None:  # a chunk shorter than history_every records nothing
-                losses = np.asarray(solver.jit("losses", engine.state_losses)(solver.state))
+                losses = _state_losses(solver, engine)
         run.steps, run.losses, run.chunks = chunk.steps, losses, run.chunks + 1
         done = [hook.after_chunk(run) for hook in hooks]
         signals.raise_if_stopped()
         if any(done):
             return
+
+
+def _state_losses(solver, engine: Engine) -> np.ndarray:
+    """The per-constraint losses ``(C,)`` at the solve's current state (compiled once)."""
+    return np.asarray(solver.jit("losses", engine.state_losses)(solver.state))
 
 
 def _run_chunk(solver, chunk: Chunk):

@@ -57,8 +57,8 @@ class SolveOptions:
             to it; ``resume_from`` reopens the store its checkpoint recorded (or ``store``).
         history_every: record the losses every ``history_every`` steps (default 1: every
             step). Steps between are run without evaluating the per-constraint losses the
-            history keeps: with a line-search optimizer (``optax.lbfgs()``), whose step
-            otherwise needs no extra forward pass, that pass is about a fifth of a step.
+            history keeps: a line-search optimizer (``optax.lbfgs()``) otherwise needs that
+            forward pass for the history alone.
             Optimisation only (no ``.bayesian``/``.vi``/``.ensemble`` models); ``print_rate``
             must be a multiple of it.
         resample: adaptive collocation, ``jno.sampling.rad(x, every=1000)`` or

@@ -84,7 +84,7 @@ def make_bayes_settings(
     for arg, value, lo in (("warmup", warmup, 0), ("keep", keep, 1), ("thin", thin, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < lo:
             raise ValueError(f"{where}: {arg} must be an integer >= {lo}, got {value!r}")
-    chain_axis = num_chains is not None or getattr(family, "population_draws", False)
+    chain_axis = num_chains is not None or family.population_draws
     num_chains = 1 if num_chains is None else num_chains
     if not isinstance(num_chains, int) or num_chains < 1:
         raise ValueError(f"{where}: num_chains must be a positive integer, got {num_chains!r}")

@@ -51,7 +51,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import blackjax
-import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.adaptation.mclmc_adaptation import MCLMCAdaptationState
@@ -62,7 +61,7 @@ from jax.flatten_util import ravel_pytree
 from ...family import Tuner, register_family
 from ...trace.pointset import default_float
 from ..state import BlockState
-from .base import inverse_mass_matrix, scalar_info
+from .base import inverse_mass_matrix
 from .mcmc import SampledBlock, check_kernel_kwargs, one_of
 
 #: the two MAMS kernels this family runs (compared by identity)
@@ -201,14 +200,7 @@ class AdjustedMCLMCBlock(SampledBlock):
     def step(self, key, state: BlockState, objective):
         logdensity = self.log_posterior(objective)
         kernel = self._tuned_algorithm(logdensity, state.tuned)
-        kstate = state.kernel
-        if self.refresh:  # what the log-density conditions on moved: re-evaluate it here
-            value, grad = jax.value_and_grad(logdensity)(kstate.position)
-            kstate = kstate._replace(logdensity=value, logdensity_grad=grad)
-        new, info = kernel.step(key, kstate)
-        out = scalar_info(info, self.diagnostics)
-        out["nonfinite"] = ~jnp.isfinite(new.logdensity)
-        return BlockState(new, state.tuned), out
+        return self.step_cached(kernel, key, state, logdensity)
 
     def adapt(self, key, state: BlockState, objective, num_steps: int):
         """blackjax's MAMS tuner over ``num_steps`` transitions (three equal stages, at least

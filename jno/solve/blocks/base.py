@@ -173,6 +173,9 @@ class SamplingBlock(Block):
     #: whether the kernel takes a dense ``(D, D)`` inverse mass matrix (else only a diagonal:
     #: an initializer's dense matrix is reduced to its diagonal)
     dense_metric: ClassVar[bool] = True
+    #: whether every run's draws are a population (SMC's particles): ``posterior_samples``
+    #: then keep the run axis even without ``num_chains=``
+    population_draws: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ family declaration
     @classmethod
@@ -203,6 +206,19 @@ class SamplingBlock(Block):
     def adapt(self, key, state: BlockState, objective: Objective, num_steps: int):
         """Warm-up tuning of one chain: ``(state, grad_evals)`` (families with a tuner)."""
         raise NotImplementedError(f"{type(self).__name__} does not adapt")
+
+    def step_cached(self, kernel, key, state: BlockState, logdensity) -> tuple[BlockState, dict]:
+        """``kernel.step`` from a kernel state that caches its log-density and gradient
+        (MCLMC, MAMS): recomputed first when :attr:`refresh` (what the log-density conditions
+        on moved); the info's :attr:`diagnostics` fields and ``nonfinite`` returned."""
+        kstate = state.kernel
+        if self.refresh:
+            value, grad = jax.value_and_grad(logdensity)(kstate.position)
+            kstate = kstate._replace(logdensity=value, logdensity_grad=grad)
+        new, info = kernel.step(key, kstate)
+        out = scalar_info(info, self.diagnostics)
+        out["nonfinite"] = ~jnp.isfinite(new.logdensity)
+        return BlockState(new, state.tuned), out
 
     def log_posterior(self, objective: Objective) -> Callable[[PyTree], jax.Array]:
         """``θ -> -data_loss(θ) + Σ_m log prior_m(θ_m)``."""

@@ -14,14 +14,13 @@ through the block protocol.
 from __future__ import annotations
 
 import blackjax
-import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from ...family import Tuner, register_family
 from ...trace.pointset import default_float
 from ..state import BlockState
-from .base import inverse_mass_matrix, scalar_info
+from .base import inverse_mass_matrix
 from .mcmc import SampledBlock, check_kernel_kwargs
 
 TUNED = ("L", "step_size", "inverse_mass_matrix")
@@ -79,16 +78,9 @@ class MCLMCBlock(SampledBlock):
 
     def step(self, key, state: BlockState, objective):
         logdensity = self.log_posterior(objective)
-        kernel = self._kernel(logdensity, state.tuned)
-        kstate = state.kernel
-        if self.refresh:  # what the log-density conditions on moved: re-evaluate it here
-            value, grad = jax.value_and_grad(logdensity)(kstate.position)
-            kstate = kstate._replace(logdensity=value, logdensity_grad=grad)
-        new, info = kernel.step(key, kstate)
-        out = scalar_info(info, self.diagnostics)
-        out["nonfinite"] = ~jnp.isfinite(new.logdensity)
+        new, out = self.step_cached(self._kernel(logdensity, state.tuned), key, state, logdensity)
         out["num_integration_steps"] = jnp.ones((), jnp.int32)  # one integrator step a draw
-        return BlockState(new, state.tuned), out
+        return new, out
 
     def adapt(self, key, state: BlockState, objective, num_steps: int):
         """blackjax's three-stage MCLMC tuner over ``num_steps`` integrator steps."""

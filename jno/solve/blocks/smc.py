@@ -26,7 +26,8 @@ How it runs in a solve. One solve step runs the whole tempering (a ``lax.while_l
 ``λ = 1`` or ``max_tempering_steps``); ``num_chains=K`` runs ``K`` independent SMCs (vmapped),
 whose spread gives the evidence's standard error. The final particles, resampled once by
 their last weights, are the ``posterior_samples`` ``(K, P, *param)``. The history records
-``log_evidence:<label>`` and ``tempering_steps:<label>`` per run.
+run 0's ``log_evidence:<label>``, ``tempering_steps:<label>`` and ``acceptance_rate:<label>``
+(every run's evidence is in the state, read by ``crux.evidence()``).
 
 The MCMC moves. By default an HMC kernel (``blackjax.hmc``, ``num_integration_steps=10``)
 whose inverse mass matrix is re-estimated at every tempering step as the particles' weighted
@@ -119,7 +120,6 @@ class TemperedSMCBlock(SamplingBlock):
     priority = 10
     records = False
     alone = True
-    #: the draws are each run's particles: ``posterior_samples`` always keep the run axis
     population_draws = True
     diagnostics = None
     metrics = ("log_evidence", "tempering_steps", "acceptance_rate")
