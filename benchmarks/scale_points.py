@@ -19,10 +19,8 @@
   jno with one ``optax.lbfgs()`` object shared by the network and both coefficients, beside a
   hand-written joint L-BFGS over the concatenated pytree, from the same initial weights.
 
-Everything runs in one process, medians over rounds. jno's programs are compiled the way a
-solve compiles them (``jno.xla_defaults.jit``: element-wise fusions off XLA's YNN library on
-the CPU when every model is a parameter); the hand-written ones with plain ``jax.jit``.
-``JNO_XLA_DEFAULTS=0`` compiles jno's with plain ``jax.jit`` too.
+Everything runs in one process, medians over rounds, every program compiled with plain
+``jax.jit`` (as a solve compiles its steps).
 
     python benchmarks/scale_points.py --grad --nuts          # a few minutes on 2 CPU cores
     python benchmarks/scale_points.py --raissi --quick       # 500 + 500 steps
@@ -50,19 +48,32 @@ from jno.lower.evaluate import model_key
 sys.path.insert(0, os.path.dirname(__file__))
 from pinn_problems import NU, cole_hopf  # noqa: E402
 
-SIGMA, CALLS = 0.1, 200
+SIGMA = 0.1
+
+
+def calls_for(n: int) -> int:
+    """Gradient calls per timed scan: 200, more at small N so that one call of the compiled
+    scan (whose dispatch costs a few µs) runs for milliseconds."""
+    return max(200, 1_000_000 // n)
 HISTORY_EVERY = 1  # --history-every: jno's L-BFGS phase records the losses every k steps
-JNO_JIT = jno.xla_defaults.jit  # how a solve compiles a program whose models are parameters
 
 
-def median_time(f, *args, rounds=5):
-    jax.block_until_ready(f(*args))
+def paired_times(f, f_args, g, g_args, rounds=9) -> tuple[float, float]:
+    """Median seconds of a call of ``f(*f_args)`` and of ``g(*g_args)``, compiled first and
+    then timed alternately (one of each per round), so a machine whose speed drifts (a
+    shared VM's neighbours) slows both alike."""
+    jax.block_until_ready(f(*f_args))
+    jax.block_until_ready(g(*g_args))
     times = []
     for _ in range(rounds):
-        t = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+        row = []
+        for fn, args in ((f, f_args), (g, g_args)):
+            t = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            row.append(time.perf_counter() - t)
+        times.append(row)
+    med = np.median(np.array(times), axis=0)
+    return float(med[0]), float(med[1])
 
 
 # ------------------------------------------------------------------ linear-in-features model
@@ -87,19 +98,18 @@ def linear_hand_loss(th, xs, y):
     return 0.5 * jnp.sum((r / SIGMA) ** 2) + r.size * jnp.log(SIGMA * jnp.sqrt(2 * jnp.pi))
 
 
-def scan_of_grads(loss, jit=jax.jit):
-    """``CALLS`` gradient calls of ``loss(θ, *args)`` in a ``lax.scan`` (each moves θ a
-    little, so no call can be skipped), compiled by ``jit`` (jno's programs: jno's own
-    ``jno.xla_defaults.jit``, as a solve compiles them)."""
+def scan_of_grads(loss, calls=200):
+    """``calls`` gradient calls of ``loss(θ, *args)`` in a ``lax.scan`` (each moves θ a
+    little, so no call can be skipped), compiled."""
 
     def run(th0, *args):
         def body(th, _):
             g = jax.grad(loss)(th, *args)
             return jax.tree.map(lambda a, b: a - 1e-12 * b, th, g), None
 
-        return jax.lax.scan(body, th0, None, length=CALLS)[0]
+        return jax.lax.scan(body, th0, None, length=calls)[0]
 
-    return jit(run)
+    return jax.jit(run)
 
 
 def grad_linear(n: int) -> tuple[float, float]:
@@ -107,13 +117,14 @@ def grad_linear(n: int) -> tuple[float, float]:
     th, constraint = linear_jno(xs, y)
     program = jno.core([constraint]).program
     key = model_key(th)
-    jno_run = scan_of_grads(lambda t, inputs: program.losses({key: t}, inputs).sum(), JNO_JIT)
+    calls = calls_for(n)
+    jno_run = scan_of_grads(lambda t, inputs: program.losses({key: t}, inputs).sum(), calls)
     prepared = jax.jit(program.hoist)(program.inputs)
-    hand_run = scan_of_grads(linear_hand_loss)
+    hand_run = scan_of_grads(linear_hand_loss, calls)
     th0 = jnp.array([1.0, -1.0, 0.0])
-    t_jno = median_time(jno_run, th0, prepared)
-    t_hand = median_time(hand_run, th0, jnp.asarray(xs), jnp.asarray(y))
-    return t_jno / CALLS, t_hand / CALLS
+    t_jno, t_hand = paired_times(jno_run, (th0, prepared),
+                                 hand_run, (th0, jnp.asarray(xs), jnp.asarray(y)))
+    return t_jno / calls, t_hand / calls
 
 
 # ------------------------------------------------------------------ PINN collocation residual
@@ -126,11 +137,9 @@ def grad_pinn(n: int) -> tuple[float, float]:
     pde = jno.diff(net(x), x, order=2) + jno.np.pi**2 * jno.np.sin(jno.np.pi * x)
     program = jno.core([pde.mse]).program
     key = model_key(net)
+    calls = 200
     params, static = eqx.partition(module, eqx.is_inexact_array)
-    jno_run = scan_of_grads(  # a network: the solve compiles without the CPU option
-        lambda p, inputs: program.losses({key: p}, inputs).sum(),
-        lambda f: jno.xla_defaults.jit(f, narrow=False),
-    )
+    jno_run = scan_of_grads(lambda p, inputs: program.losses({key: p}, inputs).sum())
     prepared = jax.jit(program.hoist)(program.inputs)
 
     def hand_loss(p, pts):
@@ -143,9 +152,8 @@ def grad_pinn(n: int) -> tuple[float, float]:
         return jnp.mean(r**2)
 
     hand_run = scan_of_grads(hand_loss)
-    t_jno = median_time(jno_run, params, prepared)
-    t_hand = median_time(hand_run, params, jnp.asarray(xs))
-    return t_jno / CALLS, t_hand / CALLS
+    t_jno, t_hand = paired_times(jno_run, (params, prepared), hand_run, (params, jnp.asarray(xs)))
+    return t_jno / calls, t_hand / calls
 
 
 # ------------------------------------------------------------------ memory of the compiled step
@@ -158,7 +166,7 @@ def step_memory(n: int) -> dict:
     th, constraint = linear_jno(xs, y)
     program = jno.core([constraint]).program
     key = model_key(th)
-    run = scan_of_grads(lambda t, inputs: program.losses({key: t}, inputs).sum(), JNO_JIT)
+    run = scan_of_grads(lambda t, inputs: program.losses({key: t}, inputs).sum())
     th0 = jnp.array([1.0, -1.0, 0.0])
     prepared = jax.jit(program.hoist)(program.inputs)
     hoisted_bytes = sum(a.nbytes for rows in prepared.values()
@@ -170,7 +178,11 @@ def step_memory(n: int) -> dict:
 
 
 # ------------------------------------------------------------------ NUTS per leapfrog
-def nuts_per_leapfrog(n: int, chains=4, draws=1000) -> tuple[float, float]:
+def nuts_per_leapfrog(n: int, chains=4, draws=1000) -> tuple[float, float, float]:
+    """µs per leapfrog step of jno's whole ``crux.solve(draws)`` (its per-solve work
+    included: key streams, history, the divergence report), of one more chunk of ``draws``
+    (a solve of two chunks minus a solve of one: the steady state of a long run) and of the
+    hand-written compiled scan; medians over rounds that alternate the three."""
     xs, y = linear_data(n)
     step = 0.5 * SIGMA * np.sqrt(2.0 / n)
     start = np.array([3.14, -2.71, 0.5], np.float32)
@@ -181,10 +193,10 @@ def nuts_per_leapfrog(n: int, chains=4, draws=1000) -> tuple[float, float]:
     crux = jno.core([constraint])
     crux.solve(draws, print_rate=draws)
 
-    def jno_again():
+    def jno_again(chunks=1):
         before = crux.solver.grad_evals
         t = time.perf_counter()
-        crux.solve(draws, print_rate=draws)
+        crux.solve(chunks * draws, print_rate=draws)
         return time.perf_counter() - t, crux.solver.grad_evals - before
 
     X, Y = jnp.asarray(xs), jnp.asarray(y)
@@ -208,14 +220,15 @@ def nuts_per_leapfrog(n: int, chains=4, draws=1000) -> tuple[float, float]:
     pos = jnp.tile(jnp.asarray(start), (chains, 1))
     jax.block_until_ready(hand(keys, pos, X, Y))
     rows = []
-    for _ in range(3):
+    for _ in range(5):
         t_j, g_j = jno_again()
+        t_j2, g_j2 = jno_again(2)
         t = time.perf_counter()
         steps = jax.block_until_ready(hand(keys, pos, X, Y))
         t_h = time.perf_counter() - t
-        rows.append((t_j / g_j, t_h / float(np.sum(steps))))
+        rows.append((t_j / g_j, (t_j2 - t_j) / (g_j2 - g_j), t_h / float(np.sum(steps))))
     per = np.median(np.array(rows), axis=0)
-    return float(per[0]), float(per[1])
+    return float(per[0]), float(per[1]), float(per[2])
 
 
 # ------------------------------------------------------------------ Raissi identification
@@ -322,6 +335,9 @@ def main():
     ap.add_argument("--memory", action="store_true", help="temporary memory at the largest N")
     ap.add_argument("--quick", action="store_true", help="smaller N range / Raissi budget")
     ap.add_argument("--float64", action="store_true", help="Raissi in float64")
+    ap.add_argument("--noise", type=float, default=0.01, help="Raissi: relative noise")
+    ap.add_argument("--adam-steps", type=int, default=0, help="Raissi: Adam steps (a budget)")
+    ap.add_argument("--lbfgs-steps", type=int, default=0, help="Raissi: L-BFGS steps")
     ap.add_argument("--history-every", type=int, default=1,
                     help="Raissi: jno's L-BFGS phase records the losses every k steps")
     args = ap.parse_args()
@@ -330,7 +346,7 @@ def main():
     if not (args.grad or args.nuts or args.raissi or args.memory):
         args.grad = args.nuts = args.memory = True
     print(f"jax {jax.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, jno's compile options: {jno.xla_defaults.compiler_options()}")
+          f"{os.cpu_count()} cores")
     sizes = [100, 1000, 10_000] if args.quick else [100, 1000, 10_000, 100_000]
     if args.grad:
         print("\n| workload | N | jno µs/grad | hand µs/grad | jno/hand |\n|---|---|---|---|---|")
@@ -341,12 +357,13 @@ def main():
                 print(f"| {name} | {n:.0e} | {a * 1e6:.1f} | {b * 1e6:.1f} | {a / b:.2f} |",
                       flush=True)
     if args.nuts:
-        print("\n| NUTS, 4 chains x 1000 draws | N | jno µs/leapfrog | hand µs/leapfrog | "
-              "jno/hand |\n|---|---|---|---|---|")
+        print("\n| NUTS, 4 chains x 1000 draws | N | jno µs/leapfrog, whole solve | "
+              "jno, one more chunk | hand | jno/hand whole | one more chunk |\n"
+              "|---|---|---|---|---|---|---|")
         for n in sizes:
-            a, b = nuts_per_leapfrog(n)
-            print(f"| linear model | {n:.0e} | {a * 1e6:.2f} | {b * 1e6:.2f} | {a / b:.2f} |",
-                  flush=True)
+            a, m, b = nuts_per_leapfrog(n)
+            print(f"| linear model | {n:.0e} | {a * 1e6:.2f} | {m * 1e6:.2f} | {b * 1e6:.2f} "
+                  f"| {a / b:.2f} | {m / b:.2f} |", flush=True)
     if args.memory:
         n = sizes[-1]
         m = step_memory(n)
@@ -357,9 +374,11 @@ def main():
         if args.float64:
             jax.config.update("jax_enable_x64", True)
         adam_steps, lbfgs_steps = (500, 500) if args.quick else (5000, 5000)
-        pts, u_obs = raissi_data()
-        print(f"\nRaissi Burgers identification, {len(pts)} points, Adam {adam_steps} + L-BFGS "
-              f"{lbfgs_steps}, {'float64' if args.float64 else 'float32'}")
+        adam_steps, lbfgs_steps = args.adam_steps or adam_steps, args.lbfgs_steps or lbfgs_steps
+        pts, u_obs = raissi_data(noise=args.noise)
+        print(f"\nRaissi Burgers identification, {len(pts)} points, {100 * args.noise:g} % "
+              f"noise, Adam {adam_steps} + L-BFGS {lbfgs_steps}, "
+              f"{'float64' if args.float64 else 'float32'}")
         print("| program | λ1 | error λ1 | λ2 | error λ2 | wall s |\n|---|---|---|---|---|---|")
         for name, run in (("jno, one shared optax.lbfgs()", raissi_jno),
                           ("hand-written joint L-BFGS", raissi_hand)):

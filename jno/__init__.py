@@ -6,7 +6,7 @@ lowers them to JAX and ``crux.solve()`` optimises (optax) or samples (blackjax) 
 
 import logging as _logging
 
-from . import bayesian, constraints, fields, kernels, nn, noise, np, sym, xla_defaults
+from . import bayesian, constraints, fields, kernels, nn, noise, np, sym
 from .compile_cache import config
 from .compile_cache import configure_at_import as _configure_cache
 from .crux import Crux, core
@@ -73,6 +73,5 @@ __all__ = [
     "np",
     "sym",
     "trackers",
-    "xla_defaults",
     "__version__",
 ]

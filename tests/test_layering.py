@@ -24,7 +24,6 @@ BOTTOM = {
     "jno.constraints",
     "jno.family",
     "jno.kernels",
-    "jno.xla_defaults",
 }
 CORE = {"jno.trace": 1, "jno.lower": 2, "jno.solve": 3, "jno.crux": 4}
 SIDE = {

@@ -9,7 +9,10 @@ Every node lowers itself (``lower_global`` / ``lower_point`` of its class, which
 :class:`Evaluator`); this module plans the batches and walks the graph by node properties.
 
 ``inputs`` is a pytree ``{pointset_key: {"coords": (n, d), "data": {...}, "noise": {...},
-"scale": ()}}`` whose rows may be a subsample of the point set (``scale = N/n``).
+"scale": RowScale(N/n)}}`` whose rows may be a subsample of the point set. ``N/n`` is known
+when the rows are chosen, so it is static (:class:`RowScale`, no array): a compiled
+log-density multiplies by a constant, not by an input (a runtime factor measured 30 % of a
+NUTS leapfrog at n = 1e4, by changing how XLA fuses the likelihood's reduction).
 
 **Hoisting.** A point-wise sub-expression that depends on no model and no redrawn noise
 (``sin(πx)``, a source term, a transform of the data) has the same value at every step of a
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import equinox as eqx
@@ -33,7 +37,6 @@ import jax
 import jax.numpy as jnp
 
 from ..trace.node import Noise, Placeholder
-from ..trace.pointset import default_float
 
 
 # Keys are zero-padded creation counters: jax orders dict keys by string, so padding keeps
@@ -53,6 +56,19 @@ def noise_key(noise: Noise) -> str:
 
 def hoist_key(node: Placeholder) -> str:
     return f"h{node.id:08d}"
+
+
+@jax.tree_util.register_static
+@dataclass(frozen=True)
+class RowScale:
+    """``N/n``: how many points of its set each of a step's ``n`` rows stands for (1 with all
+    ``N`` points). A static pytree node: part of a compiled program's structure."""
+
+    value: float
+
+
+def full_scale() -> RowScale:
+    return RowScale(1.0)
 
 
 class GraphPlan:
@@ -272,7 +288,7 @@ class Evaluator:
         """``N/n`` of the rows of ``node``'s point set in ``inputs`` (1 for a global node)."""
         if node.pointset is None:
             return 1.0
-        return self.inputs[ps_key(node.pointset)]["scale"]
+        return self.inputs[ps_key(node.pointset)]["scale"].value
 
     # ------------------------------------------------------------------ global level
     def value(self, node: Placeholder) -> jax.Array:
@@ -390,7 +406,7 @@ def full_inputs(plan: GraphPlan, noise: dict) -> dict:
             "coords": jnp.asarray(ps.coords),
             "data": {k: jnp.asarray(v) for k, v in ps.data.items()},
             "noise": dict(noise.get(pk, {})),
-            "scale": jnp.asarray(1.0, default_float()),
+            "scale": full_scale(),
         }
     return inputs
 
@@ -410,7 +426,7 @@ def subsample_inputs(inputs: dict, indices: dict) -> dict:
             "coords": take(rows["coords"]),
             "data": jax.tree.map(take, rows["data"]),
             "noise": jax.tree.map(take, rows["noise"]),
-            "scale": jnp.asarray(n_full / idx.shape[0], default_float()),
+            "scale": RowScale(n_full / idx.shape[0]),
         }
         if "hoisted" in rows:
             out[pk]["hoisted"] = jax.tree.map(take, rows["hoisted"])

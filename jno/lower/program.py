@@ -27,6 +27,7 @@ from .evaluate import (
     model_key,
     ps_key,
 )
+from .narrow import narrowed
 
 
 def split_module(model: Model):
@@ -97,13 +98,20 @@ class Program:
         for m in self.models:
             if not isinstance(m, Parameter):
                 self.statics[model_key(m)] = split_module(m)[1]
+        self._narrow_losses = narrowed(self._losses)
 
     def initial_params(self) -> dict:
         return {model_key(m): split_module(m)[0] for m in self.models}
 
     def losses(self, params: dict, inputs: dict | None = None) -> jax.Array:
-        """Per-constraint losses ``(C,)`` at ``params`` on ``inputs`` (default: all points)."""
-        ev = Evaluator(self.plan, self.statics, params, self.inputs if inputs is None else inputs)
+        """Per-constraint losses ``(C,)`` at ``params`` on ``inputs`` (default: all points),
+        evaluated with the point-wise arrays' unit trailing axes dropped (:mod:`.narrow`:
+        ``(n, 1)`` element-wise work runs as ``(n,)``, several times faster on the CPU)."""
+        return self._narrow_losses(params, self.inputs if inputs is None else inputs)
+
+    def _losses(self, params: dict, inputs: dict) -> jax.Array:
+        """:meth:`losses` as lowered (the arrays in their traced shapes)."""
+        ev = Evaluator(self.plan, self.statics, params, inputs)
         return jnp.stack(
             [jnp.asarray(ev.value(c), dtype=default_float()) for c in self.constraints]
         )

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..xla_defaults import jit
+import jax
 
 
 class CompiledFunctions:
-    """``name -> compiled function``, emptied when the engine changes.
+    """``name -> compiled function``, emptied when the engine changes."""
 
-    Args:
-        narrow: every model is a Parameter, so per-point arrays are ``(n, 1)``-narrow
-            (:mod:`jno.xla_defaults` picks the CPU options for that).
-    """
-
-    def __init__(self, narrow: bool):
-        self.narrow = narrow
+    def __init__(self):
         #: how many times each compiled function was traced (``"chunk..."``, ``"adapt"``,
         #: ``"init"``, ...): new data through ``crux.condition`` adds none
         self.traces: Counter = Counter()
@@ -34,6 +28,6 @@ class CompiledFunctions:
                 self.traces[name] += 1
                 return fn(*args, **kw)
 
-            self.functions[name] = jit(traced, narrow=self.narrow, static_argnames=tuple(static))
+            self.functions[name] = jax.jit(traced, static_argnames=tuple(static))
         compiled = self.functions[name]
         return lambda *args: compiled(*args, **static)

@@ -16,7 +16,6 @@ import logging
 from pathlib import Path
 
 from ..lower.program import Program
-from ..trace.model import Parameter
 from . import checkpoint as ckpt
 from . import resample as resample_mod
 from . import results, starts
@@ -55,8 +54,7 @@ class Solver:
         self.base_streams = streams
         #: the key streams of the solve: the crux's, or a batched dataset's (``condition``)
         self.streams = streams
-        #: every model a Parameter: per-point arrays are (n, 1)-narrow (jno/xla_defaults.py)
-        self.compiled = CompiledFunctions(all(isinstance(m, Parameter) for m in program.models))
+        self.compiled = CompiledFunctions()
         self.traces = self.compiled.traces
         #: the models' values when the solve state was first built
         self.initial: dict | None = None

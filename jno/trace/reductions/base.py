@@ -10,6 +10,7 @@ whose value is an exact negative log-likelihood.
 from __future__ import annotations
 
 import inspect
+import math
 
 import jax
 import jax.numpy as jnp
@@ -59,7 +60,9 @@ class Likelihood(Reduction):
     ``likelihood_scale``), and it is a sum over points (``N/n`` under subsampling).
 
     ``reduce(r, *params)`` receives the arguments after the residual (a std, degrees of
-    freedom, ...) broadcast to the residual's elements.
+    freedom, ...) shaped to broadcast against the batched residual ``(n, ...)``, not
+    broadcast: a number stays a number, so a constant std costs no ``(n, ...)`` array (sum a
+    term of a parameter alone with :func:`broadcast_sum`).
     """
 
     calibrated = True
@@ -67,16 +70,31 @@ class Likelihood(Reduction):
 
     def lower(self, ev, args):
         r, *params = args
-        params = [_elementwise(v, n, r, self.residual) for v, n in zip(params, self.args[1:])]
+        params = [_aligned(v, n, self.residual) for v, n in zip(params, self.args[1:])]
         return super().lower(ev, [r, *params])
+
+
+def broadcast_sum(value: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """``Σ broadcast_to(value, shape)`` without forming the broadcast: ``Σ value`` times the
+    number of copies, ``prod(shape) / value.size`` (``value`` broadcastable to ``shape``)."""
+    value = jnp.asarray(value)
+    return jnp.sum(value) * (math.prod(shape) // value.size)
+
+
+def _aligned(value, node: Placeholder, residual: Placeholder) -> jax.Array:
+    """``value`` of the argument ``node`` shaped to broadcast against the batched residual:
+    a point-wise value ``(n, *node.shape)`` gets unit axes between its rows and its per-point
+    axes (which align on the right); a global value is left as it is."""
+    value = jnp.asarray(value)
+    if node.pointset is not None:
+        pad = (1,) * (len(residual.shape) - len(node.shape))
+        value = jnp.reshape(value, value.shape[:1] + pad + value.shape[1:])
+    return value
 
 
 def _elementwise(value, node: Placeholder, r, residual: Placeholder) -> jax.Array:
     """``value`` of the argument ``node`` broadcast to the batched residual ``r``."""
-    if node.pointset is not None:  # (n, *node.shape): align the per-point axes on the right
-        pad = (1,) * (len(residual.shape) - len(node.shape))
-        value = jnp.reshape(value, value.shape[:1] + pad + value.shape[1:])
-    return jnp.broadcast_to(value, r.shape)
+    return jnp.broadcast_to(_aligned(value, node, residual), r.shape)
 
 
 def positive_input(residual: Placeholder, value, kind: str, arg: str) -> Placeholder:

@@ -12,7 +12,7 @@ import sympy
 
 from ...kernels import Kernel, distances
 from ..node import Placeholder, _describe, as_node
-from .base import Likelihood, _elementwise, positive_input, residual_method
+from .base import Likelihood, _elementwise, broadcast_sum, positive_input, residual_method
 
 
 @residual_method
@@ -91,7 +91,11 @@ class GaussianLikelihood(Likelihood):
 
     def reduce(self, r, s):
         z = r / s
-        return 0.5 * jnp.sum(z * z) + jnp.sum(jnp.log(s)) + 0.5 * r.size * math.log(2 * math.pi)
+        return (
+            0.5 * jnp.sum(jnp.square(z))
+            + broadcast_sum(jnp.log(s), r.shape)
+            + 0.5 * r.size * math.log(2 * math.pi)
+        )
 
     def sympy_form(self, args):
         if self.correlated:

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import sympy
 
 from ..node import as_node
-from .base import Likelihood, positive_input, residual_method
+from .base import Likelihood, broadcast_sum, positive_input, residual_method
 
 
 @residual_method
@@ -29,7 +29,9 @@ class LaplaceLikelihood(Likelihood):
         super().__init__(residual, positive_input(residual, scale, self.kind, "scale"))
 
     def reduce(self, r, b):
-        return jnp.sum(jnp.abs(r) / b) + jnp.sum(jnp.log(b)) + r.size * math.log(2.0)
+        return (
+            jnp.sum(jnp.abs(r) / b) + broadcast_sum(jnp.log(b), r.shape) + r.size * math.log(2.0)
+        )
 
     def sympy_form(self, args):
         return sympy.Function("laplace_nll")(*args)

@@ -7,7 +7,7 @@ import sympy
 from jax.scipy.special import gammaln
 
 from ..node import as_node
-from .base import Likelihood, positive_input, residual_method
+from .base import Likelihood, broadcast_sum, positive_input, residual_method
 
 
 @residual_method
@@ -35,14 +35,8 @@ class StudentTLikelihood(Likelihood):
     def reduce(self, r, nu, s):
         half = 0.5 * (nu + 1.0)
         z2 = jnp.square(r / s)
-        nll = (
-            gammaln(0.5 * nu)
-            - gammaln(half)
-            + 0.5 * jnp.log(nu * jnp.pi)
-            + jnp.log(s)
-            + half * jnp.log1p(z2 / nu)
-        )
-        return jnp.sum(nll)
+        norm = gammaln(0.5 * nu) - gammaln(half) + 0.5 * jnp.log(nu * jnp.pi) + jnp.log(s)
+        return broadcast_sum(norm, r.shape) + jnp.sum(half * jnp.log1p(z2 / nu))
 
     def sympy_form(self, args):
         return sympy.Function("student_t_nll")(*args)
