@@ -90,9 +90,12 @@ class GaussianLikelihood(Likelihood):
         return 0.5 * jnp.dot(z, z) + logdet + 0.5 * r.shape[0] * math.log(2 * math.pi)
 
     def reduce(self, r, s):
-        z = r / s
+        if jnp.size(s) == 1:  # one std: Σ r² / σ², no (n, ...) array of r / σ to form
+            quad = jnp.sum(jnp.square(r)) / jnp.square(jnp.reshape(s, ()))
+        else:
+            quad = jnp.sum(jnp.square(r / s))
         return (
-            0.5 * jnp.sum(jnp.square(z))
+            0.5 * quad
             + broadcast_sum(jnp.log(s), r.shape)
             + 0.5 * r.size * math.log(2 * math.pi)
         )

@@ -29,9 +29,11 @@ class LaplaceLikelihood(Likelihood):
         super().__init__(residual, positive_input(residual, scale, self.kind, "scale"))
 
     def reduce(self, r, b):
-        return (
-            jnp.sum(jnp.abs(r) / b) + broadcast_sum(jnp.log(b), r.shape) + r.size * math.log(2.0)
-        )
+        if jnp.size(b) == 1:  # one scale: Σ|r| / b, no (n, ...) array of |r| / b to form
+            absolute = jnp.sum(jnp.abs(r)) / jnp.reshape(b, ())
+        else:
+            absolute = jnp.sum(jnp.abs(r) / b)
+        return absolute + broadcast_sum(jnp.log(b), r.shape) + r.size * math.log(2.0)
 
     def sympy_form(self, args):
         return sympy.Function("laplace_nll")(*args)
