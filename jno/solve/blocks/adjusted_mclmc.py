@@ -61,7 +61,7 @@ from jax.flatten_util import ravel_pytree
 from ...family import Tuner, register_family
 from ...trace.pointset import default_float
 from ..state import BlockState
-from .base import inverse_mass_matrix
+from .base import inverse_mass_matrix, positive_variances
 from .mcmc import SampledBlock, check_kernel_kwargs, one_of
 
 #: the two MAMS kernels this family runs (compared by identity)
@@ -207,15 +207,16 @@ class AdjustedMCLMCBlock(SampledBlock):
         one transition each), started from ``state.tuned``. Returns the tuned state and the
         integrator steps the tuner ran (its own count, every transition included)."""
         kw = self.settings.kernel_kwargs
+        start = state.tuned
 
         def tuner_kernel(
             rng_key, state, logdensity_fn, step_size, inverse_mass_matrix, integration_steps_params
         ):
             (mean_steps,) = integration_steps_params
-            kernel = self.algorithm(logdensity_fn, step_size, inverse_mass_matrix, mean_steps)
+            imm = positive_variances(inverse_mass_matrix, start["inverse_mass_matrix"])
+            kernel = self.algorithm(logdensity_fn, step_size, imm, mean_steps)
             return kernel.step(rng_key, state)
 
-        start = state.tuned
         kstate, params, used = blackjax.adjusted_mclmc_find_L_and_step_size(
             mclmc_kernel=tuner_kernel,
             logdensity_fn=self.log_posterior(objective),
@@ -235,9 +236,12 @@ class AdjustedMCLMCBlock(SampledBlock):
         tuned = {
             "L": jnp.asarray(params.L, default_float()),
             "step_size": jnp.asarray(params.step_size, default_float()),
-            "inverse_mass_matrix": jnp.broadcast_to(
-                jnp.asarray(params.inverse_mass_matrix, default_float()),
-                start["inverse_mass_matrix"].shape,
+            "inverse_mass_matrix": positive_variances(
+                jnp.broadcast_to(
+                    jnp.asarray(params.inverse_mass_matrix, default_float()),
+                    start["inverse_mass_matrix"].shape,
+                ),
+                start["inverse_mass_matrix"],
             ),
         }
         return BlockState(kstate, tuned), jnp.asarray(used, default_float())

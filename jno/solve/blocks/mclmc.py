@@ -20,7 +20,7 @@ from jax.flatten_util import ravel_pytree
 from ...family import Tuner, register_family
 from ...trace.pointset import default_float
 from ..state import BlockState
-from .base import inverse_mass_matrix
+from .base import inverse_mass_matrix, positive_variances
 from .mcmc import SampledBlock, check_kernel_kwargs
 
 TUNED = ("L", "step_size", "inverse_mass_matrix")
@@ -86,9 +86,21 @@ class MCLMCBlock(SampledBlock):
         """blackjax's three-stage MCLMC tuner over ``num_steps`` integrator steps."""
         kw = self.settings.kernel_kwargs
         fractions = (0.1, 0.1, 0.1)
-        kernel = blackjax.mcmc.mclmc.build_kernel(
+        base_kernel = blackjax.mcmc.mclmc.build_kernel(
             desired_energy_var=kw.get("desired_energy_var", 5e-4)
         )
+        start = state.tuned["inverse_mass_matrix"]
+
+        def kernel(rng_key, state, logdensity_fn, inverse_mass_matrix, L, step_size):
+            return base_kernel(
+                rng_key=rng_key,
+                state=state,
+                logdensity_fn=logdensity_fn,
+                inverse_mass_matrix=positive_variances(inverse_mass_matrix, start),
+                L=L,
+                step_size=step_size,
+            )
+
         kstate, params, used = blackjax.mclmc_find_L_and_step_size(
             mclmc_kernel=kernel,
             num_steps=max(int(num_steps / sum(fractions)), 1),
@@ -105,9 +117,11 @@ class MCLMCBlock(SampledBlock):
         tuned = {
             "L": jnp.asarray(params.L, default_float()),
             "step_size": jnp.asarray(params.step_size, default_float()),
-            "inverse_mass_matrix": jnp.broadcast_to(
-                jnp.asarray(params.inverse_mass_matrix, default_float()),
-                state.tuned["inverse_mass_matrix"].shape,
+            "inverse_mass_matrix": positive_variances(
+                jnp.broadcast_to(
+                    jnp.asarray(params.inverse_mass_matrix, default_float()), start.shape
+                ),
+                start,
             ),
         }
         return BlockState(kstate, tuned), jnp.asarray(used, default_float())
