@@ -235,9 +235,11 @@ RESULTS = {r["label"]: r for r in ROWS}
 # | laplace dense, `adapt=False` | 23 + 24 640 | 1.0016 | 163.0 | 0.4 | 0.97 |
 #
 # * **R-hat is not enough.** With 100 warm-up steps from this start, window adaptation
-#   alone passes R-hat < 1.01, yet its standard deviation of $\log k$ is 1.8 times the
-#   quadrature value and a mean is 4.5 standard errors off: one chain was still travelling
-#   when sampling began. It needs about 200 steps.
+#   alone passes R-hat < 1.01, yet in the measured run its standard deviation of $\log k$
+#   is 1.8 times the quadrature value and a mean is 4.5 standard errors off: one chain was
+#   still travelling when sampling began. Whether that happens depends on the chain's path
+#   (after a change of float32 round-off the same seed gave 1.04 times the sd): 100 steps
+#   are a gamble from this start, about 200 are not.
 # * **Pathfinder and Laplace** cost tens of gradients (L-BFGS) and make 100 warm-up steps
 #   enough, with fewer gradients in total than window adaptation alone and about 1.5 times
 #   its ESS per gradient.

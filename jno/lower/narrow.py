@@ -108,7 +108,8 @@ def eval_narrow(jaxpr, consts, args) -> list:
     for v, a in zip(jaxpr.invars, args):
         write(v, a)
     for eqn in jaxpr.eqns:
-        outs = _eval_eqn(eqn, read, traced)
+        with eqn.ctx.manager:  # the equation's context (compute placement, metadata)
+            outs = _eval_eqn(eqn, read, traced)
         if not eqn.primitive.multiple_results:
             outs = [outs]
         for v, o in zip(eqn.outvars, outs):
@@ -137,8 +138,7 @@ def _eval_eqn(eqn, read, traced):
         inner = eqn.params["jaxpr"]
         return eval_narrow(inner.jaxpr, inner.consts, [traced(v) for v in eqn.invars])
     params = eqn.primitive.get_bind_params(eqn.params)
-    with eqn.ctx.manager:
-        return eqn.primitive.bind(*[traced(v) for v in eqn.invars], **params)
+    return eqn.primitive.bind(*[traced(v) for v in eqn.invars], **params)
 
 
 def _elementwise_operand(v, rank: int) -> bool:
