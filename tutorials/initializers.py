@@ -241,8 +241,10 @@ RESULTS = {r["label"]: r for r in ROWS}
 #   (after a change of float32 round-off the same seed gave 1.04 times the sd): 100 steps
 #   are a gamble from this start, about 200 are not.
 # * **Pathfinder and Laplace** cost tens of gradients (L-BFGS) and make 100 warm-up steps
-#   enough, with fewer gradients in total than window adaptation alone and about 1.5 times
-#   its ESS per gradient.
+#   enough. In the measured run they also took fewer gradients in total than window
+#   adaptation alone and gave about 1.5 times its ESS per gradient; those totals scatter by
+#   tens of percent with the chains' round-off (after a change of float32 round-off
+#   pathfinder's total was 1.27 times window-only's), so only the warm-up saving is robust.
 # * **SVGD** costs 16 particles × 300 steps = 4 800 gradients and its particle variances
 #   are low along the narrow directions, so the adapted sampler starts from a poorer mass
 #   matrix; it lands at the same posterior at about the cost of window adaptation alone.
