@@ -67,8 +67,8 @@ class RowScale:
     value: float
 
 
-def full_scale() -> RowScale:
-    return RowScale(1.0)
+#: the scale of all ``N`` rows of a point set
+ALL_ROWS = RowScale(1.0)
 
 
 class GraphPlan:
@@ -406,7 +406,7 @@ def full_inputs(plan: GraphPlan, noise: dict) -> dict:
             "coords": jnp.asarray(ps.coords),
             "data": {k: jnp.asarray(v) for k, v in ps.data.items()},
             "noise": dict(noise.get(pk, {})),
-            "scale": full_scale(),
+            "scale": ALL_ROWS,
         }
     return inputs
 

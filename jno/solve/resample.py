@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..lower.evaluate import Evaluator, GraphPlan, full_scale, ps_key
+from ..lower.evaluate import ALL_ROWS, Evaluator, GraphPlan, ps_key
 from ..trace.node import Placeholder
 from ..trace.pointset import PointSet, default_float
 from . import streams as st
@@ -212,7 +212,7 @@ def residual_magnitude(bound: Bound, program, params: dict, inputs: dict, coords
         "coords": coords,
         "data": {},
         "noise": {},
-        "scale": full_scale(),
+        "scale": ALL_ROWS,
     }
     ev = Evaluator(bound.plan, program.statics, params, {**inputs, bound.key: rows})
     total = jnp.zeros(coords.shape[0], default_float())

@@ -81,6 +81,16 @@ def broadcast_sum(value: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     return jnp.sum(value) * (math.prod(shape) // value.size)
 
 
+def scaled_sum(h, degree: int, r: jax.Array, s: jax.Array) -> jax.Array:
+    """``Σ h(r / s)`` for an ``h`` homogeneous of ``degree`` (``h(r / s) = h(r) / s^degree``:
+    ``|·|``, ``(·)²``). With one ``s`` the sum is divided once, ``Σ h(r) / s^degree``: no
+    ``(n, ...)`` array of ``r / s`` is formed (a NUTS leapfrog at n = 1e4 measured 15 % faster,
+    ``benchmarks/README.md``)."""
+    if jnp.size(s) == 1:
+        return jnp.sum(h(r)) / jnp.reshape(s, ()) ** degree
+    return jnp.sum(h(r / s))
+
+
 def _aligned(value, node: Placeholder, residual: Placeholder) -> jax.Array:
     """``value`` of the argument ``node`` shaped to broadcast against the batched residual:
     a point-wise value ``(n, *node.shape)`` gets unit axes between its rows and its per-point

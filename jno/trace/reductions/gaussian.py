@@ -12,7 +12,14 @@ import sympy
 
 from ...kernels import Kernel, distances
 from ..node import Placeholder, _describe, as_node
-from .base import Likelihood, _elementwise, broadcast_sum, positive_input, residual_method
+from .base import (
+    Likelihood,
+    _elementwise,
+    broadcast_sum,
+    positive_input,
+    residual_method,
+    scaled_sum,
+)
 
 
 @residual_method
@@ -90,12 +97,8 @@ class GaussianLikelihood(Likelihood):
         return 0.5 * jnp.dot(z, z) + logdet + 0.5 * r.shape[0] * math.log(2 * math.pi)
 
     def reduce(self, r, s):
-        if jnp.size(s) == 1:  # one std: Σ r² / σ², no (n, ...) array of r / σ to form
-            quad = jnp.sum(jnp.square(r)) / jnp.square(jnp.reshape(s, ()))
-        else:
-            quad = jnp.sum(jnp.square(r / s))
         return (
-            0.5 * quad
+            0.5 * scaled_sum(jnp.square, 2, r, s)
             + broadcast_sum(jnp.log(s), r.shape)
             + 0.5 * r.size * math.log(2 * math.pi)
         )

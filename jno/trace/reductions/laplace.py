@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import sympy
 
 from ..node import as_node
-from .base import Likelihood, broadcast_sum, positive_input, residual_method
+from .base import Likelihood, broadcast_sum, positive_input, residual_method, scaled_sum
 
 
 @residual_method
@@ -29,11 +29,11 @@ class LaplaceLikelihood(Likelihood):
         super().__init__(residual, positive_input(residual, scale, self.kind, "scale"))
 
     def reduce(self, r, b):
-        if jnp.size(b) == 1:  # one scale: Σ|r| / b, no (n, ...) array of |r| / b to form
-            absolute = jnp.sum(jnp.abs(r)) / jnp.reshape(b, ())
-        else:
-            absolute = jnp.sum(jnp.abs(r) / b)
-        return absolute + broadcast_sum(jnp.log(b), r.shape) + r.size * math.log(2.0)
+        return (
+            scaled_sum(jnp.abs, 1, r, b)
+            + broadcast_sum(jnp.log(b), r.shape)
+            + r.size * math.log(2.0)
+        )
 
     def sympy_form(self, args):
         return sympy.Function("laplace_nll")(*args)
