@@ -31,6 +31,8 @@ Methods (``--method``, each one function returning one row):
   the same number of chains, sampled in 100-draw compiled chunks moved to the host (as jno's
   default ``print_rate``);
 * ``nuts_dense``: jno NUTS with ``is_mass_matrix_diagonal=False``;
+* ``nuts_low_rank``: jno NUTS with a diagonal plus rank-``--max-rank`` metric adapted in
+  warm-up (``max_rank=``, ``blackjax.window_adaptation_low_rank``);
 * ``map_nuts``: ``net.initialize(jno.bayesian.map_pipeline(...))`` (multi-start Adam + L-BFGS,
   chains started at the distinct modes, Laplace mass matrix) then NUTS; skipped with a note
   when the pipeline cannot be imported;
@@ -121,6 +123,7 @@ METHODS = (  # in the order of priority: the default runs them in this order
     "hand_nuts",
     "map_nuts",
     "nuts_dense",
+    "nuts_low_rank",
     "mams",
     "map_mams",
     "smc",
@@ -545,6 +548,21 @@ def run_nuts_dense(problem: Problem, args) -> dict:
     return row
 
 
+def run_nuts_low_rank(problem: Problem, args) -> dict:
+    """NUTS with ``M⁻¹ = diag(σ)(I + U(Λ - I)Uᵀ)diag(σ)``, ``U: (D, --max-rank)``, adapted
+    from the warm-up draws and their gradients: ``O(D k)`` a leapfrog."""
+    built, crux, wall, grads = jno_sample(
+        problem,
+        args,
+        blackjax.nuts,
+        max_num_doublings=args.max_doublings,
+        max_rank=args.max_rank,
+    )
+    row = mcmc_row("nuts_low_rank", problem, args, built, crux, wall, grads)
+    row["note"] += f"; rank {args.max_rank}"
+    return row
+
+
 def run_map_nuts(problem: Problem, args) -> dict | None:
     try:
         from jno.bayesian.initializers import map_pipeline
@@ -804,6 +822,7 @@ RUNNERS = {
     "nuts": run_nuts,
     "hand_nuts": run_hand_nuts,
     "nuts_dense": run_nuts_dense,
+    "nuts_low_rank": run_nuts_low_rank,
     "map_nuts": run_map_nuts,
     "mams": run_mams,
     "map_mams": run_map_mams,
@@ -858,6 +877,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--jitter", type=float, default=0.1, help="init_jitter of the chains")
     parser.add_argument("--max-doublings", type=int, default=8, help="NUTS tree depth cap")
     parser.add_argument("--steady", type=int, default=100, help="extra draws timed; 0: off")
+    parser.add_argument("--max-rank", type=int, default=10, help="nuts_low_rank's rank")
     parser.add_argument("--dense-warmup", type=int, default=0, help="nuts_dense; 0: --warmup")
     parser.add_argument("--dense-keep", type=int, default=0, help="nuts_dense; 0: --keep")
     parser.add_argument("--dense-chains", type=int, default=0, help="nuts_dense; 0: --chains")

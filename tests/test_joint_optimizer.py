@@ -49,11 +49,13 @@ def hand_loss(static):
 
 
 def by_hand(tx, module, steps, value_fn_of=None):
-    """optax's L-BFGS loop (``value_and_grad_from_state``) on ``{"u": net, "lam": λ}``."""
+    """optax's L-BFGS loop (``value_and_grad_from_state``) on ``{"u": net, "lam": λ}``;
+    returns the parameters, the values and the objective evaluations: the first step's own
+    value and gradient plus every line-search step (one evaluation each)."""
     params, static = eqx.partition(module, eqx.is_inexact_array)
     p = {"u": params, "lam": jnp.zeros(1)}
     loss = hand_loss(static)
-    state, values = tx.init(p), []
+    state, values, evals = tx.init(p), [], 1
     # optax's own loop reuses the line search's value and gradient; a partition's state
     # keeps a masked gradient, so there the gradient is taken afresh (the same numbers)
     value_and_grad = (optax.value_and_grad_from_state(loss) if value_fn_of is None
@@ -69,7 +71,8 @@ def by_hand(tx, module, steps, value_fn_of=None):
     for _ in range(steps):
         p, state, value = step(p, state)
         values.append(float(value))
-    return p, values
+        evals += sum(int(v) for _, v in optax.tree.get_all_with_path(state, "num_linesearch_steps"))
+    return p, values, evals
 
 
 @pytest.mark.slow
@@ -80,8 +83,10 @@ def test_one_lbfgs_object_is_one_lbfgs_over_network_and_coefficient():
     crux.solve(8)
     (group,) = crux.solver.state.blocks[0].kernel.opt_state  # one state for both models
     assert set(group.split("+")) == {model_key(net), model_key(lam)}
-    p, values = by_hand(optax.lbfgs(), start, 8)
+    p, values, evals = by_hand(optax.lbfgs(), start, 8)
     np.testing.assert_allclose(np.asarray(lam.module), np.asarray(p["lam"]), rtol=1e-3, atol=1e-5)
+    # grad_evals counts the line search's evaluations: those of the hand-written loop
+    assert crux.solver.grad_evals == evals > 8
     for got, want in zip(jax.tree.leaves(eqx.filter(net.module, eqx.is_inexact_array)),
                          jax.tree.leaves(p["u"])):
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
@@ -106,7 +111,7 @@ def test_different_transformations_route_like_optax_partition():
 
         return filled
 
-    p, _ = by_hand(tx, start, 6, value_fn_of)
+    p, _, _ = by_hand(tx, start, 6, value_fn_of)
     np.testing.assert_allclose(np.asarray(lam.module), np.asarray(p["lam"]), rtol=1e-3, atol=1e-5)
     for got, want in zip(jax.tree.leaves(eqx.filter(net.module, eqx.is_inexact_array)),
                          jax.tree.leaves(p["u"])):
@@ -143,7 +148,7 @@ def test_history_every_records_every_kth_step_of_the_same_run():
     net, lam, crux = problem(tx, tx)
     start = net.module
     crux.solve(10, history_every=4, print_rate=8)
-    p, values = by_hand(optax.lbfgs(), start, 10)
+    p, values, _ = by_hand(optax.lbfgs(), start, 10)
     np.testing.assert_allclose(np.asarray(lam.module), np.asarray(p["lam"]), rtol=1e-3, atol=1e-5)
     np.testing.assert_array_equal(crux.history.steps, [3, 7])  # step 11 is past the stop
     np.testing.assert_allclose(crux.history.total_loss, [values[3], values[7]], rtol=1e-4)

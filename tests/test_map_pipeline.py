@@ -71,10 +71,48 @@ def test_linear_gaussian_mode_and_dense_covariance_are_exact():
 def test_diagonal_curvature_above_dense_limit_and_single_chain():
     """D > dense_limit: IMM = 1/diag(H) (the conditional variances); K=1 starts at the MAP."""
     precision, mean, cov = exact_posterior(prior_sigma=PRIOR_SIGMA)
-    mp = jno.bayesian.map_pipeline(num_starts=2, adam_steps=0, dense_limit=2)
+    mp = jno.bayesian.map_pipeline(num_starts=2, adam_steps=0, dense_limit=2, max_rank=0)
     start, extra = mp(jax.random.key(0), linear_gaussian_logdensity, jnp.zeros(3), 1)
     np.testing.assert_allclose(extra["inverse_mass_matrix"], 1 / np.diag(precision), rtol=1e-4)
     assert np.all(np.abs(np.asarray(start) - mean) < 1e-3 * np.sqrt(np.diag(cov)))
+
+
+def test_low_rank_curvature_above_dense_limit():
+    """D = 40 > dense_limit, a Gaussian whose precision has a long ridge and a short
+    direction: the diagonal plus rank-4 matrix has ``σ² = 1/diag(H)``, its eigenvalues
+    ``1/Λ`` are the extreme eigenvalues of the whitened Hessian (numpy's ``eigh``), and it
+    inverts H on the directions it holds (``M⁻¹ H w = w``)."""
+    rng = np.random.default_rng(0)
+    dim = 40
+    q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    spectrum = np.exp(rng.uniform(-1.0, 1.0, dim))
+    spectrum[:2] = [1e-3, 2e-3]  # two long directions (a ridge)
+    spectrum[2:4] = [300.0, 100.0]  # two short ones
+    precision = (q * spectrum) @ q.T
+    mean = rng.normal(size=dim)
+    h32, m32 = jnp.asarray(precision, jnp.float32), jnp.asarray(mean, jnp.float32)
+
+    def logdensity(theta):
+        d = theta - m32
+        return -0.5 * d @ h32 @ d
+
+    mp = jno.bayesian.map_pipeline(num_starts=1, adam_steps=0, dense_limit=10, max_rank=4)
+    _, extra = mp(jax.random.key(0), logdensity, jnp.zeros(dim), 1)
+    imm = extra["inverse_mass_matrix"]
+    assert isinstance(imm, blackjax.mcmc.metrics.LowRankInverseMassMatrix)
+    sigma, u, lam = (np.asarray(a, np.float64) for a in imm)
+    assert u.shape == (dim, 4) and "low_rank" in mp.timings
+    np.testing.assert_allclose(sigma**2, 1 / np.diag(precision), rtol=1e-4)
+    whitened = precision * np.outer(sigma, sigma)
+    exact, vectors = np.linalg.eigh(whitened)  # ascending
+    order = np.argsort(1 / lam)
+    np.testing.assert_allclose((1 / lam)[order], np.r_[exact[:2], exact[-2:]], rtol=1e-3)
+    ends = np.c_[vectors[:, :2], vectors[:, -2:]]
+    np.testing.assert_array_less(0.999, np.abs(np.sum(u[:, order] * ends, axis=0)))
+    m = sigma[:, None] * (np.eye(dim) + (u * (lam - 1)) @ u.T) * sigma[None, :]
+    w = sigma[:, None] * u  # the directions the correction holds; float32 products at a
+    # condition number of 3e5 leave the longest directions' vectors ~1e-3 off
+    np.testing.assert_allclose(m @ precision @ w, w, atol=1e-2 * np.abs(w).max())
 
 
 def test_bimodal_two_modes_and_chains_split(caplog):
@@ -172,4 +210,30 @@ def test_nuts_posterior_in_solve(kernel_kw):
         sd = np.sqrt(np.diag(cov))
         assert np.all(np.abs(imm - cov) < 1e-3 * np.outer(sd, sd))
     assert mp.chains_per_mode.tolist() == [4]
+    assert_gaussian_within(np.asarray(theta.posterior_samples), mean, np.sqrt(np.diag(cov)))
+
+
+@pytest.mark.slow  # statistical check: one NUTS solve
+def test_low_rank_metric_from_the_pipeline_drives_nuts():
+    """Above ``dense_limit`` the pipeline's diagonal plus rank-2 matrix reaches a fixed NUTS
+    kernel that keeps rank 1 (``max_rank=1``: its leading, longest direction): the draws
+    reproduce the closed-form posterior."""
+    _, mean, cov = exact_posterior(prior_sigma=PRIOR_SIGMA)
+    theta, likelihood = linear_gaussian(start=0.0)
+    mp = jno.bayesian.map_pipeline(adam_steps=200, dense_limit=1, max_rank=2)
+    theta.initialize(mp).bayesian(
+        blackjax.nuts,
+        prior=jno.bayesian.priors.gaussian(sigma=PRIOR_SIGMA),
+        keep=500,
+        num_chains=4,
+        adapt=False,
+        step_size=0.5,
+        warmup=0,
+        max_rank=1,
+    )
+    crux = jno.core([likelihood])
+    crux.solve()
+    imm = crux.solver.state.blocks[0].tuned["inverse_mass_matrix"]
+    assert isinstance(imm, blackjax.mcmc.metrics.LowRankInverseMassMatrix)
+    assert np.shape(imm.U) == (4, 3, 1) and np.all(np.asarray(imm.lam) != 1.0)
     assert_gaussian_within(np.asarray(theta.posterior_samples), mean, np.sqrt(np.diag(cov)))

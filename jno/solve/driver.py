@@ -79,8 +79,9 @@ class Solver:
 
     @property
     def grad_evals(self) -> int:
-        """Log-density gradient evaluations by HMC-family kernels so far (adaptation
-        included), summed over chains."""
+        """Gradient evaluations of the objective so far, summed over chains: integrator steps
+        of the HMC family, MCLMC and MAMS (adaptation included), and every optax step's
+        gradient plus its line search's evaluations (``optax.lbfgs()``)."""
         return 0 if self.state is None else int(self.state.grad_evals)
 
     # ------------------------------------------------------------------ set-up

@@ -198,6 +198,8 @@ class Engine(Objectives):
                     losses = jnp.mean(step_losses, axis=0) if blk.population else step_losses
                 if "num_integration_steps" in info:
                     grads = grads + jnp.sum(info["num_integration_steps"])
+                if "grad_evals" in info:  # an optax step: its gradient and line searches
+                    grads = grads + info.pop("grad_evals")
                 infos[b] = info
         new = state._replace(
             blocks=tuple(blocks), step=index + 1, grad_evals=grads, balance=balance

@@ -126,10 +126,11 @@ def apply_initializers(engine, state: SolveState) -> SolveState:
         starts[b] = jax.tree.map(lambda a, ref: jnp.asarray(a, ref.dtype), new_pos, starts[b])
         for name, value in update.items():
             if name in tuned[b] or accepts(blk.settings.factory, name):
-                value = jnp.asarray(value, default_float())
-                if name == "inverse_mass_matrix" and value.ndim == 2 and not blk.dense_metric:
-                    value = jnp.diag(value)  # the family's integrator takes a diagonal
-                tuned[b] = {**tuned[b], name: jnp.broadcast_to(value, (engine.P,) + value.shape)}
+                if name == "inverse_mass_matrix":
+                    value = blk.metric_argument(value)
+                value = jax.tree.map(lambda a: jnp.asarray(a, default_float()), value)
+                value = jax.tree.map(lambda a: jnp.broadcast_to(a, (engine.P,) + a.shape), value)
+                tuned[b] = {**tuned[b], name: value}
         changed = True
     if not changed:
         return state

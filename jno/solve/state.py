@@ -17,8 +17,8 @@
 ``step``
     the global step index (an int32 scalar): the next step to run.
 ``grad_evals``
-    log-density gradient evaluations spent so far (HMC-family kernels, adaptation included),
-    summed over chains.
+    gradient evaluations of the objective spent so far, summed over chains: integrator steps
+    (HMC family, MCLMC, MAMS, adaptation included) and optax steps with their line searches.
 ``balance``
     the loss balancer's state (:class:`~jno.solve.balance.BalanceState`), ``None`` without
     ``jno.core(weights=...)``.

@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 import optax
+import scipy.sparse.linalg as ssl
+from blackjax.mcmc.metrics import LowRankInverseMassMatrix
 from jax.flatten_util import ravel_pytree
 
 from ._base import (
@@ -42,6 +44,56 @@ def dense_hessian(
     return 0.5 * (columns + columns.T)
 
 
+def low_rank_curvature(
+    objective: Callable[[jax.Array], jax.Array], x: jax.Array, diag: np.ndarray, rank: int
+) -> LowRankInverseMassMatrix:
+    r"""A diagonal plus rank-``rank`` inverse of ``H = ∇²f(x)`` from Hessian-vector products.
+
+    With ``σ = diag(H)^{-1/2}`` (``diag``: the exact diagonal) the whitened Hessian
+    ``H̃ = diag(σ) H diag(σ)`` has a unit diagonal; Lanczos (``scipy.sparse.linalg.eigsh``,
+    about ``rank`` times a few dozen products) finds its ``rank`` extreme eigenpairs
+    ``H̃ u_j = μ_j u_j``, half from each end of the spectrum (the longest and the shortest
+    directions of the Laplace approximation), and
+
+    ``M⁻¹ = diag(σ) (I + U (Λ - I) Uᵀ) diag(σ)``, ``Λ = diag(1/μ_j)``,
+
+    inverts ``H`` on the directions ``w_j = diag(σ) u_j`` (``M⁻¹ H w_j = w_j``) and keeps the
+    conditional variances ``1/diag(H)`` on the rest. blackjax's
+    kernels take it as it is (``O(D·rank)`` a leapfrog). Eigenpairs Lanczos did not converge
+    are left out; with none, ``Λ = 1`` (the diagonal alone).
+    """
+    sigma = 1.0 / np.sqrt(np.asarray(diag, np.float64))
+    dim = sigma.shape[0]
+    rank = min(rank, dim - 1)
+    s = jnp.asarray(sigma, x.dtype)
+    _, hvp = jax.linearize(jax.grad(objective), x)
+    whitened = jax.jit(lambda v: s * hvp(s * v))
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        return np.asarray(whitened(jnp.asarray(np.ravel(v), x.dtype)), np.float64)
+
+    op = ssl.LinearOperator((dim, dim), matvec=matvec, dtype=np.float64)
+    which = "BE" if rank >= 2 else "SA"
+    start = np.ones(dim) / np.sqrt(dim)  # a fixed Lanczos start: the same result every call
+    try:
+        mu, vecs = ssl.eigsh(op, k=rank, which=which, tol=1e-4, maxiter=50 * dim, v0=start)
+    except ssl.ArpackNoConvergence as err:
+        mu, vecs = err.eigenvalues, err.eigenvectors
+        logger.warning(
+            "map_pipeline: Lanczos found %d of %d eigenpairs of the whitened Hessian; the "
+            "low-rank mass matrix uses those.", len(mu), rank,
+        )  # fmt: skip
+    keep = mu > 0
+    u = np.zeros((dim, rank))
+    lam = np.ones(rank)
+    u[:, : keep.sum()] = vecs[:, keep]
+    lam[: keep.sum()] = 1.0 / mu[keep]
+    dtype = x.dtype
+    return LowRankInverseMassMatrix(
+        jnp.asarray(sigma, dtype), jnp.asarray(u, dtype), jnp.asarray(lam, dtype)
+    )
+
+
 @dataclasses.dataclass
 class MapPipeline(BayesianInitializer):
     r"""Chain starts in the distinct modes found by a multi-start MAP search, and the
@@ -67,7 +119,9 @@ class MapPipeline(BayesianInitializer):
        definite (a saddle or maximum the search stopped on) is dropped, with a warning.
     4. Curvature at every distinct mode ``m``: ``H_m = ∇²f(θ_m) + δI`` (``δ = damping``),
        dense (:func:`dense_hessian`, Cholesky ``H_m = L_m L_mᵀ``) when ``D ≤ dense_limit``,
-       else its exact diagonal (:func:`hessian_diagonal`).
+       else its exact diagonal (:func:`hessian_diagonal`), and at the mass matrix's mode
+       (6) ``max_rank`` extreme eigenpairs of the whitened Hessian
+       (:func:`low_rank_curvature`).
     5. Chains: mode ``m`` gets ``n_m`` chains. ``allocation="evidence"`` (default) makes
        ``n_m`` proportional to the Laplace evidence ``w_m ∝ exp(-f(θ_m)) det(H_m)^{-1/2}``
        (the diagonal's product when not dense), rounded by largest remainder, so that a mode
@@ -77,15 +131,18 @@ class MapPipeline(BayesianInitializer):
        ``ζ ~ N(0, I_D)``: a draw from the mode's Laplace approximation. ``K == 1``: ``θ₁``.
     6. ``inverse_mass_matrix`` is ``H_c⁻¹`` of the mode ``c`` with the most chains (ties: the
        lowest ``f``; ``c = 1``, the MAP, unless the evidence puts more mass elsewhere):
-       ``(D, D)`` when dense (``diag(H_c⁻¹)``, ``(D,)``, with ``dense_imm=False``), else
-       ``1 / diag(H_c)``, ``(D,)``. One matrix serves every chain (the solver broadcasts it),
-       also those started at other modes.
+       ``(D, D)`` when dense (``diag(H_c⁻¹)``, ``(D,)``, with ``dense_imm=False``), else the
+       diagonal plus low rank :class:`~blackjax.mcmc.metrics.LowRankInverseMassMatrix` of
+       :func:`low_rank_curvature` (``1 / diag(H_c)``, ``(D,)``, with ``max_rank=0``). One
+       matrix serves every chain (the solver broadcasts it), also those started at other
+       modes.
 
     With ``adapt=True`` the solver's window adaptation re-estimates the mass matrix from this
     start: from the dense matrix's diagonal for the default diagonal adaptation, from the
     whole matrix with ``is_mass_matrix_diagonal=False``. With ``adapt=False`` (and a
-    ``step_size``, about ``0.5-1`` in the Laplace metric) the chains use it as it is. MCLMC
-    and MAMS, whose integrators take a diagonal, get its diagonal.
+    ``step_size``, about ``0.5-1`` in the Laplace metric) the chains use it as it is (a low-rank
+    one too: blackjax's HMC family takes it). MCLMC and MAMS, whose integrators take a
+    diagonal, get its diagonal.
 
     After a call: :attr:`last_num_grad_evals` (Adam + L-BFGS gradients, as computed: the
     vmapped loops evaluate finished starts until the slowest is done; the ``M · D``
@@ -109,6 +166,8 @@ class MapPipeline(BayesianInitializer):
         start_noise: scale of the chains' draws around their modes (1 = the Laplace sd).
         dense_limit: largest ``D`` with a dense Hessian.
         dense_imm: return the dense ``H_c⁻¹`` (when the Hessian is dense).
+        max_rank: eigenpairs of the low-rank correction above ``dense_limit`` (0: the
+            diagonal alone).
         damping: ``δ ≥ 0`` added to the Hessian diagonal.
         hvp_batch_size: Hessian-vector products per vectorised chunk.
 
@@ -130,6 +189,7 @@ class MapPipeline(BayesianInitializer):
     start_noise: float = 1.0
     dense_limit: int = 2000
     dense_imm: bool = True
+    max_rank: int = 10
     damping: float = 0.0
     hvp_batch_size: int = 64
     timings: dict[str, float] = _result(default_factory=dict)
@@ -140,7 +200,7 @@ class MapPipeline(BayesianInitializer):
 
     def __post_init__(self) -> None:
         for name, low in (("num_starts", 1), ("lbfgs_steps", 0), ("adam_steps", 0),
-                          ("dense_limit", 0), ("hvp_batch_size", 1)):  # fmt: skip
+                          ("dense_limit", 0), ("hvp_batch_size", 1), ("max_rank", 0)):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
                 raise ValueError(f"map_pipeline: {name} must be an integer >= {low}, got {value!r}")
@@ -293,6 +353,11 @@ class MapPipeline(BayesianInitializer):
                 jsl.cho_solve((jnp.asarray(factors[main]), True), jnp.eye(dim, dtype=dtype))
             )
             imm = cov if self.dense_imm else np.diag(cov)
+        elif self.max_rank:
+            tic = time.perf_counter()
+            imm = low_rank_curvature(f, jnp.asarray(xs[kept[main]]), precisions[main],
+                                     self.max_rank)  # fmt: skip
+            self.timings["low_rank"] = time.perf_counter() - tic
         else:
             imm = 1.0 / precisions[main]
         if num_chains == 1:
@@ -322,10 +387,9 @@ class MapPipeline(BayesianInitializer):
                 "meeting gtol=%g or ftol=%g; the mode may be inexact.",
                 self.lbfgs_steps, self.gtol, ftol,
             )  # fmt: skip
-        return (
-            unravel_starts(flat_starts, unravel, num_chains),
-            {"inverse_mass_matrix": jnp.asarray(imm, dtype)},
-        )
+        if not isinstance(imm, LowRankInverseMassMatrix):
+            imm = jnp.asarray(imm, dtype)
+        return unravel_starts(flat_starts, unravel, num_chains), {"inverse_mass_matrix": imm}
 
 
 map_pipeline = MapPipeline

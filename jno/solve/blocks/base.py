@@ -45,6 +45,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from blackjax.mcmc.metrics import LowRankInverseMassMatrix
 
 from ...family import Tuner
 from ...lower.evaluate import model_key
@@ -202,6 +203,15 @@ class SamplingBlock(Block):
         """The diagnostics this family records, for the configuration log line."""
         return ", ".join(cls.diagnostics) if cls.diagnostics else "none"
 
+    def metric_argument(self, value):
+        """An initializer's ``inverse_mass_matrix`` as this family's kernel takes it: a
+        ``(D, D)`` matrix or a low-rank one (:class:`LowRankInverseMassMatrix`) reduced to its
+        diagonal unless :attr:`dense_metric`."""
+        if isinstance(value, LowRankInverseMassMatrix):
+            return value if self.dense_metric else low_rank_diagonal(value)
+        value = jnp.asarray(value, default_float())
+        return jnp.diag(value) if value.ndim == 2 and not self.dense_metric else value
+
     # ------------------------------------------------------------------ sampling
     def adapt(self, key, state: BlockState, objective: Objective, num_steps: int):
         """Warm-up tuning of one chain: ``(state, grad_evals)`` (families with a tuner)."""
@@ -265,6 +275,18 @@ def positive_variances(imm, fallback) -> jax.Array:
     imm = jnp.asarray(imm)
     fallback = jnp.broadcast_to(jnp.asarray(fallback, imm.dtype), imm.shape)
     return jnp.where(jnp.isfinite(imm) & (imm > 0), imm, fallback)
+
+
+def low_rank_diagonal(m: LowRankInverseMassMatrix) -> jax.Array:
+    """The diagonal of ``diag(σ)(I + U(Λ - I)Uᵀ)diag(σ)``: ``σ_i² (1 + Σ_j (λ_j - 1) U_ij²)``,
+    ``(D,)``."""
+    return m.sigma**2 * (1.0 + (m.U**2) @ (m.lam - 1.0))
+
+
+def low_rank_dense(m: LowRankInverseMassMatrix) -> jax.Array:
+    """``diag(σ)(I + U(Λ - I)Uᵀ)diag(σ)`` as a ``(D, D)`` array."""
+    core = jnp.eye(m.sigma.shape[0], dtype=m.sigma.dtype) + (m.U * (m.lam - 1.0)) @ m.U.T
+    return m.sigma[:, None] * core * m.sigma[None, :]
 
 
 def inverse_mass_matrix(value, dim: int, where: str) -> jax.Array:

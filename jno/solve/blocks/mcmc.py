@@ -18,15 +18,24 @@ from __future__ import annotations
 import dataclasses
 
 import blackjax
+import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.adaptation.base import get_filter_adapt_info_fn
+from blackjax.mcmc.metrics import LowRankInverseMassMatrix
 from jax.flatten_util import ravel_pytree
 
 from ...family import Tuner, accepts, factory_signature, register_family
 from ...trace.pointset import default_float
 from ..state import BlockState
-from .base import SamplingBlock, field_of, inverse_mass_matrix, scalar_info
+from .base import (
+    SamplingBlock,
+    field_of,
+    inverse_mass_matrix,
+    low_rank_dense,
+    low_rank_diagonal,
+    scalar_info,
+)
 
 #: The kernels ``blackjax.window_adaptation`` tunes (``step_size`` and
 #: ``inverse_mass_matrix`` on a euclidean metric), by identity: ``blackjax.hmc_family``
@@ -35,8 +44,36 @@ from .base import SamplingBlock, field_of, inverse_mass_matrix, scalar_info
 WINDOW_ADAPTED = (blackjax.nuts, blackjax.hmc, blackjax.dynamic_hmc, blackjax.multinomial_hmc)
 
 
-#: ``.bayesian`` keywords of the HMC family that ``blackjax.window_adaptation`` takes
-ADAPTATION_KEYWORDS = ("is_mass_matrix_diagonal", "target_acceptance_rate")
+#: ``.bayesian`` keywords of the HMC family that go to the window adaptation, not the kernel
+#: (``max_rank`` selects ``blackjax.window_adaptation_low_rank``)
+ADAPTATION_KEYWORDS = ("is_mass_matrix_diagonal", "target_acceptance_rate", "max_rank")
+
+
+def low_rank_metric(imm, rank: int) -> LowRankInverseMassMatrix:
+    """An inverse mass matrix as blackjax's low-rank form
+    ``M⁻¹ = diag(σ) (I + U (Λ - I) Uᵀ) diag(σ)`` with ``U: (D, rank)``, ``Λ: (rank,)``.
+
+    A ``(D,)`` diagonal ``v`` (or the diagonal of a ``(D, D)`` matrix) is ``σ = √v``, ``Λ = 1``
+    (``U`` then does not matter; zeros); a :class:`LowRankInverseMassMatrix` (an initializer's)
+    keeps its leading ``rank`` directions, padded with ``Λ = 1``.
+    """
+    if isinstance(imm, LowRankInverseMassMatrix):
+        have = imm.lam.shape[-1]
+        if have >= rank:
+            return LowRankInverseMassMatrix(imm.sigma, imm.U[:, :rank], imm.lam[:rank])
+        pad = rank - have
+        return LowRankInverseMassMatrix(
+            imm.sigma,
+            jnp.pad(imm.U, ((0, 0), (0, pad))),
+            jnp.pad(imm.lam, (0, pad), constant_values=1.0),
+        )
+    imm = jnp.asarray(imm)
+    diag = jnp.diag(imm) if imm.ndim == 2 else imm
+    return LowRankInverseMassMatrix(
+        sigma=jnp.sqrt(diag),
+        U=jnp.zeros(diag.shape + (rank,), diag.dtype),
+        lam=jnp.ones((rank,), diag.dtype),
+    )
 
 
 def _without_adaptation(settings):
@@ -137,10 +174,19 @@ class HMCBlock(MCMCBlock):
     """The HMC family (:data:`WINDOW_ADAPTED`): ``step_size`` and ``inverse_mass_matrix`` are
     per-chain kernel arguments, chosen by blackjax's window adaptation in warm-up.
 
-    Two keywords of ``.bayesian`` go to ``blackjax.window_adaptation``, not to the kernel:
-    ``is_mass_matrix_diagonal=False`` adapts a dense ``(D, D)`` inverse mass matrix (the
-    covariance of the warm-up draws, for posteriors whose parameters are correlated), and
-    ``target_acceptance_rate`` (default 0.8) the acceptance the step size is tuned to.
+    Three keywords of ``.bayesian`` go to the window adaptation, not to the kernel:
+
+    * ``is_mass_matrix_diagonal=False`` adapts a dense ``(D, D)`` inverse mass matrix (the
+      covariance of the warm-up draws, for posteriors whose parameters are correlated);
+    * ``max_rank=k`` adapts a diagonal plus rank-``k`` inverse mass matrix with
+      ``blackjax.window_adaptation_low_rank`` (nutpie's Fisher-divergence estimate from the
+      warm-up draws and their gradients, started from the gradient at the chain's start):
+      ``M⁻¹ = diag(σ)(I + U(Λ - I)Uᵀ)diag(σ)``, ``O(D k)`` a leapfrog, for thousands of
+      parameters with a few strongly correlated directions (networks) where a dense matrix's
+      ``O(D³)`` factorisation and ``O(D²)`` estimate are out of reach. The adapted metric is
+      a :class:`~blackjax.mcmc.metrics.LowRankInverseMassMatrix`; an initializer's
+      ``inverse_mass_matrix`` gives its diagonal when ``adapt=False``;
+    * ``target_acceptance_rate`` (default 0.8) the acceptance the step size is tuned to.
     """
 
     priority = 1  # asked before MCMCBlock, which claims these factories too
@@ -166,6 +212,29 @@ class HMCBlock(MCMCBlock):
                 f"{where}: .bayesian({settings.name}, is_mass_matrix_diagonal={dense!r}): give "
                 "True (a diagonal inverse mass matrix) or False (a dense one)"
             )
+        rank = settings.kernel_kwargs.get("max_rank")
+        if rank is None:
+            return
+        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
+            raise TypeError(
+                f"{where}: .bayesian({settings.name}, max_rank={rank!r}): give a positive "
+                "integer, the number of correlated directions the low-rank metric learns "
+                "(e.g. 10)"
+            )
+        if dense is False:
+            raise ValueError(
+                f"{where}: .bayesian({settings.name}, max_rank={rank}, "
+                "is_mass_matrix_diagonal=False): choose one metric: a dense matrix "
+                "(is_mass_matrix_diagonal=False) or a diagonal plus low rank (max_rank=)"
+            )
+        if "inverse_mass_matrix" in settings.kernel_kwargs:
+            imm = np.asarray(settings.kernel_kwargs["inverse_mass_matrix"])
+            if imm.ndim == 2:
+                raise ValueError(
+                    f"{where}: .bayesian({settings.name}, max_rank={rank}, "
+                    "inverse_mass_matrix=<(D, D) matrix>): a low-rank metric starts from a "
+                    "diagonal; give a (D,) array or a scalar"
+                )
 
     @classmethod
     def schema(cls, settings) -> str:
@@ -175,6 +244,19 @@ class HMCBlock(MCMCBlock):
     def dense(self) -> bool:
         """Whether warm-up adapts a dense inverse mass matrix."""
         return self.settings.kernel_kwargs.get("is_mass_matrix_diagonal", True) is False
+
+    @property
+    def max_rank(self) -> int | None:
+        """The rank of the low-rank metric's correction (``None``: no low-rank metric)."""
+        return self.settings.kernel_kwargs.get("max_rank")
+
+    def metric_argument(self, value):
+        if self.max_rank is not None:
+            dim = value.sigma.shape[0] if isinstance(value, LowRankInverseMassMatrix) else None
+            return low_rank_metric(value, min(self.max_rank, dim or jnp.shape(value)[0]))
+        if self.dense and isinstance(value, LowRankInverseMassMatrix):
+            return low_rank_dense(value)
+        return super().metric_argument(value)
 
     def kernel(self, logdensity, tuned: dict):
         kw = _without_adaptation(self.settings).kernel_kwargs
@@ -186,13 +268,19 @@ class HMCBlock(MCMCBlock):
         imm = inverse_mass_matrix(
             s.kernel_kwargs.get("inverse_mass_matrix"), dim, f"model(s) {self.label}"
         )
+        if self.max_rank is not None:
+            imm = low_rank_metric(imm, min(self.max_rank, dim))
+        elif self.dense and imm.ndim == 1:
+            imm = jnp.diag(imm)
         return {
             "step_size": jnp.asarray(s.kernel_kwargs.get("step_size", 1.0), default_float()),
-            "inverse_mass_matrix": jnp.diag(imm) if self.dense and imm.ndim == 1 else imm,
+            "inverse_mass_matrix": imm,
         }
 
     def adapt(self, key, state: BlockState, objective, num_steps: int):
         """blackjax window adaptation for ``num_steps`` steps from the chain's position."""
+        if self.max_rank is not None:
+            return self.adapt_low_rank(key, state, objective, num_steps)
         s = self.settings
         kw = {
             k: v
@@ -200,6 +288,8 @@ class HMCBlock(MCMCBlock):
             if k not in ("step_size", "inverse_mass_matrix")
         }
         initial = state.tuned["inverse_mass_matrix"]
+        if isinstance(initial, LowRankInverseMassMatrix):  # an initializer's low-rank matrix
+            initial = low_rank_diagonal(initial)
         if self.dense and initial.ndim == 1:  # an initializer's diagonal
             initial = jnp.diag(initial)
         elif not self.dense and initial.ndim == 2:  # an initializer's dense matrix
@@ -216,6 +306,40 @@ class HMCBlock(MCMCBlock):
         tuned = {
             "step_size": jnp.asarray(params["step_size"], default_float()),
             "inverse_mass_matrix": jnp.asarray(params["inverse_mass_matrix"], default_float()),
+        }
+        steps = getattr(info.info, "num_integration_steps", None)
+        grads = jnp.sum(steps) if steps is not None else jnp.asarray(num_steps)
+        return BlockState(kstate, tuned), grads
+
+    def adapt_low_rank(self, key, state: BlockState, objective, num_steps: int):
+        """``blackjax.window_adaptation_low_rank`` for ``num_steps`` steps from the chain's
+        position; the chain continues from blackjax's re-centred state ``μ* = x̄ + σ² ⊙ ᾱ``
+        (the mean of the last window's draws, moved by their mean score)."""
+        s = self.settings
+        kw = {
+            k: v
+            for k, v in s.kernel_kwargs.items()
+            if k not in ("step_size", "inverse_mass_matrix", "is_mass_matrix_diagonal")
+        }
+        position = self.position(state.kernel)
+        kw["max_rank"] = min(kw["max_rank"], ravel_pytree(position)[0].shape[0])
+        wa = blackjax.window_adaptation_low_rank(
+            s.factory,
+            self.log_posterior(objective),
+            initial_step_size=state.tuned["step_size"],
+            gradient_based_init=True,
+            adaptation_info_fn=get_filter_adapt_info_fn(
+                info_keys={"num_integration_steps"}, adapt_state_keys={"mu_star"}
+            ),
+            **kw,
+        )
+        (kstate, params), info = wa.run(key, position, num_steps=num_steps)
+        metric = jax.tree.map(
+            lambda a: jnp.asarray(a, default_float()), params["inverse_mass_matrix"]
+        )
+        tuned = {
+            "step_size": jnp.asarray(params["step_size"], default_float()),
+            "inverse_mass_matrix": LowRankInverseMassMatrix(*metric),
         }
         steps = getattr(info.info, "num_integration_steps", None)
         grads = jnp.sum(steps) if steps is not None else jnp.asarray(num_steps)

@@ -75,6 +75,14 @@ def kept_line_search(opt_state):
     return None if grad is None else value
 
 
+def line_search_evaluations(opt_state) -> jax.Array:
+    """Objective evaluations (value and gradient) of the last update's line searches: the
+    ``num_linesearch_steps`` of every optax line search in ``opt_state`` (``optax.lbfgs()``'s
+    zoom search evaluates once per step it counts); 0 without a line search."""
+    found = optax.tree.get_all_with_path(opt_state, "num_linesearch_steps")
+    return sum((jnp.asarray(v) for _, v in found), jnp.asarray(0))
+
+
 class OptaxBlock(Block):
     """Point estimates of the trained models (no population axis).
 
@@ -118,13 +126,16 @@ class OptaxBlock(Block):
             return objective({**params, **mv})
 
         (g0, *more) = self.groups
-        if self.static_objective and not more and kept_line_search(opt[g0]) is not None:
+        kept = kept_line_search(opt[g0]) if self.static_objective and not more else None
+        if kept is not None:
             value, grads = optax.value_and_grad_from_state(lambda mv: loss(mv)[0])(
                 moving, state=opt[g0]
             )
             losses = loss(moving)[1]
+            evals = jnp.where(jnp.isfinite(kept), 0, 1)  # a fresh state computes it
         else:
             (value, losses), grads = jax.value_and_grad(loss, has_aux=True)(moving)
+            evals = jnp.asarray(1)
         new_params, new_opt = dict(params), dict(opt)
         for g, (tx, keys) in self.groups.items():
             own = {k: moving[k] for k in keys}
@@ -138,7 +149,9 @@ class OptaxBlock(Block):
                 extra = {"value": value, "grad": own_grads, "value_fn": value_fn}
             updates, new_opt[g] = tx.update(own_grads, opt[g], own, **extra)
             new_params.update(optax.apply_updates(own, updates))
-        return BlockState(OptaxState(new_params, new_opt), state.tuned), {"losses": losses}
+            evals = evals + line_search_evaluations(new_opt[g])
+        info = {"losses": losses, "grad_evals": evals}
+        return BlockState(OptaxState(new_params, new_opt), state.tuned), info
 
     def same_optimizer(self, other: OptaxBlock, group: str) -> bool:
         """Whether ``group`` is an optimizer group of both blocks, with the same models and the
