@@ -421,6 +421,8 @@ def summarise(
             "ess": ess,
             "ess_per_s": ess / wall,
             "finite": bool(np.all(np.isfinite(x))),
+            # per chain (run): first and second half, to see a chain that moves late
+            "chain_means": [[float(h.mean()) for h in np.array_split(c, 2)] for c in x],
         }
     err = np.linalg.norm(u_mean - problem.u_exact) / np.linalg.norm(problem.u_exact)
     return {
@@ -951,6 +953,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 f"(method total {time.perf_counter() - t0:.1f} s)",
                 flush=True,
             )
+            for k, p in row["params"].items():
+                halves = "; ".join(f"{a:.3f}, {b:.3f}" for a, b in p["chain_means"])
+                print(f"  {k} per chain (first half, second half): {halves}")
         print(f"\n### {name}\n\n{table(rows)}\n")
         for r in rows:
             print(f"* {r['method']}: {r['note']}")

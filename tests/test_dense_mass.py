@@ -88,6 +88,7 @@ def test_low_rank_adaptation_learns_the_ridge():
     assert diag.solver.grad_evals > 2 * low_rank_grads
 
 
+@pytest.mark.slow
 def test_low_rank_metric_from_an_initializer_without_adaptation():
     """``adapt=False``: the kernel runs with the Laplace initializer's diagonal as the
     low-rank form's ``σ² = 1 / diag(H)`` (Λ = 1), for the exact Hessian of a Gaussian."""

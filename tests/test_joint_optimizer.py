@@ -75,6 +75,17 @@ def by_hand(tx, module, steps, value_fn_of=None):
     return p, values, evals
 
 
+def test_lbfgs_chunk_compiles_once_across_solves():
+    """optax's L-BFGS ``init`` builds weakly typed scalars (its line-search info) that one
+    step makes strongly typed; jno starts states strongly typed, so a second and third
+    ``solve`` reuse the first call's compiled chunk instead of compiling it again."""
+    tx = optax.lbfgs()
+    _, _, crux = problem(tx, tx)
+    for _ in range(3):
+        crux.solve(4, print_rate=4)
+    assert crux.solver.traces["chunk4/1/True/False"] == 1
+
+
 @pytest.mark.slow
 def test_one_lbfgs_object_is_one_lbfgs_over_network_and_coefficient():
     tx = optax.lbfgs()

@@ -16,7 +16,7 @@ import numpy as np
 from ..family import accepts
 from ..trace.pointset import default_float
 from . import streams as st
-from .blocks.base import drop_masked, field_of, jitter_tree, take_masked
+from .blocks.base import drop_masked, field_of, jitter_tree, strong_types, take_masked
 from .blocks.ensemble import member_starts
 from .plan import block_initializer
 from .state import BlockState, SolveState
@@ -83,7 +83,7 @@ def init_kernels(engine, state: SolveState, starts: list, tuned: list) -> SolveS
             obj = engine.pooled_objective(b, state.point, starts, state.inputs)
             key = st.kernel_keys(engine.streams, b, 1)[0]
             kernel = blk.init(key, starts[b], obj, tuned[b])
-        out.append(BlockState(kernel, tuned[b]))
+        out.append(BlockState(strong_types(kernel), strong_types(tuned[b])))
     return state._replace(blocks=tuple(out))
 
 

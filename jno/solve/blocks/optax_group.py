@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import optax
 
 from ..state import BlockState
-from .base import Block, trainable
+from .base import Block, strong_types, trainable
 
 
 class OptaxState(NamedTuple):
@@ -178,7 +178,7 @@ class OptaxBlock(Block):
         for g, state in opt.items():
             if kept_line_search(state) is not None:
                 tx, keys = self.all_groups[g]
-                opt[g] = tx.init(trainable({k: kernel.params[k] for k in keys}))
+                opt[g] = strong_types(tx.init(trainable({k: kernel.params[k] for k in keys})))
         return OptaxState(kernel.params, opt)
 
     def for_substep(self, uids: set[int]):
