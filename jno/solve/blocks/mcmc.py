@@ -184,8 +184,10 @@ class HMCBlock(MCMCBlock):
       ``M⁻¹ = diag(σ)(I + U(Λ - I)Uᵀ)diag(σ)``, ``O(D k)`` a leapfrog, for thousands of
       parameters with a few strongly correlated directions (networks) where a dense matrix's
       ``O(D³)`` factorisation and ``O(D²)`` estimate are out of reach. The adapted metric is
-      a :class:`~blackjax.mcmc.metrics.LowRankInverseMassMatrix`; an initializer's
-      ``inverse_mass_matrix`` gives its diagonal when ``adapt=False``;
+      a :class:`~blackjax.mcmc.metrics.LowRankInverseMassMatrix`. An initializer's diagonal
+      becomes its ``σ²`` (``Λ = 1``) and its low-rank matrix keeps its leading ``k``
+      directions; the kernel runs with them when ``adapt=False`` (warm-up starts from the
+      gradient at the start instead, as nutpie does);
     * ``target_acceptance_rate`` (default 0.8) the acceptance the step size is tuned to.
     """
 
@@ -252,8 +254,9 @@ class HMCBlock(MCMCBlock):
 
     def metric_argument(self, value):
         if self.max_rank is not None:
-            dim = value.sigma.shape[0] if isinstance(value, LowRankInverseMassMatrix) else None
-            return low_rank_metric(value, min(self.max_rank, dim or jnp.shape(value)[0]))
+            low_rank = isinstance(value, LowRankInverseMassMatrix)
+            dim = (value.sigma if low_rank else jnp.asarray(value)).shape[0]
+            return low_rank_metric(value, min(self.max_rank, dim))
         if self.dense and isinstance(value, LowRankInverseMassMatrix):
             return low_rank_dense(value)
         return super().metric_argument(value)
