@@ -252,11 +252,15 @@ class HMCBlock(MCMCBlock):
         """The rank of the low-rank metric's correction (``None``: no low-rank metric)."""
         return self.settings.kernel_kwargs.get("max_rank")
 
+    def rank_for(self, dim: int) -> int:
+        """The low-rank correction's rank for a position of ``dim`` numbers."""
+        return min(self.max_rank, dim)
+
     def metric_argument(self, value):
         if self.max_rank is not None:
             low_rank = isinstance(value, LowRankInverseMassMatrix)
             dim = (value.sigma if low_rank else jnp.asarray(value)).shape[0]
-            return low_rank_metric(value, min(self.max_rank, dim))
+            return low_rank_metric(value, self.rank_for(dim))
         if self.dense and isinstance(value, LowRankInverseMassMatrix):
             return low_rank_dense(value)
         return super().metric_argument(value)
@@ -272,7 +276,7 @@ class HMCBlock(MCMCBlock):
             s.kernel_kwargs.get("inverse_mass_matrix"), dim, f"model(s) {self.label}"
         )
         if self.max_rank is not None:
-            imm = low_rank_metric(imm, min(self.max_rank, dim))
+            imm = low_rank_metric(imm, self.rank_for(dim))
         elif self.dense and imm.ndim == 1:
             imm = jnp.diag(imm)
         return {
@@ -281,69 +285,60 @@ class HMCBlock(MCMCBlock):
         }
 
     def adapt(self, key, state: BlockState, objective, num_steps: int):
-        """blackjax window adaptation for ``num_steps`` steps from the chain's position."""
-        if self.max_rank is not None:
-            return self.adapt_low_rank(key, state, objective, num_steps)
+        """blackjax window adaptation for ``num_steps`` steps from the chain's position:
+        ``blackjax.window_adaptation`` from the chain's matrix, or with ``max_rank``
+        ``blackjax.window_adaptation_low_rank``, after which the chain continues from
+        blackjax's re-centred state ``μ* = x̄ + σ² ⊙ ᾱ`` (the mean of the last window's
+        draws, moved by their mean score)."""
         s = self.settings
         kw = {
             k: v
             for k, v in s.kernel_kwargs.items()
             if k not in ("step_size", "inverse_mass_matrix")
         }
-        initial = state.tuned["inverse_mass_matrix"]
-        if isinstance(initial, LowRankInverseMassMatrix):  # an initializer's low-rank matrix
-            initial = low_rank_diagonal(initial)
-        if self.dense and initial.ndim == 1:  # an initializer's diagonal
-            initial = jnp.diag(initial)
-        elif not self.dense and initial.ndim == 2:  # an initializer's dense matrix
-            initial = jnp.diag(initial)
-        wa = blackjax.window_adaptation(
-            s.factory,
-            self.log_posterior(objective),
+        position = self.position(state.kernel)
+        common = dict(
             initial_step_size=state.tuned["step_size"],
-            initial_inverse_mass_matrix=initial,
-            adaptation_info_fn=get_filter_adapt_info_fn(info_keys={"num_integration_steps"}),
-            **kw,
+            # the low-rank adaptation reads its last mu_star from the info; the other keeps none
+            adaptation_info_fn=get_filter_adapt_info_fn(
+                info_keys={"num_integration_steps"}, adapt_state_keys={"mu_star"}
+            ),
         )
-        (kstate, params), info = wa.run(key, self.position(state.kernel), num_steps=num_steps)
-        tuned = {
-            "step_size": jnp.asarray(params["step_size"], default_float()),
-            "inverse_mass_matrix": jnp.asarray(params["inverse_mass_matrix"], default_float()),
-        }
+        if self.max_rank is None:
+            wa = blackjax.window_adaptation(
+                s.factory,
+                self.log_posterior(objective),
+                initial_inverse_mass_matrix=self.initial_matrix(state.tuned),
+                **common,
+                **kw,
+            )
+        else:
+            kw.pop("is_mass_matrix_diagonal", None)
+            kw["max_rank"] = self.rank_for(ravel_pytree(position)[0].shape[0])
+            wa = blackjax.window_adaptation_low_rank(
+                s.factory,
+                self.log_posterior(objective),
+                gradient_based_init=True,
+                **common,
+                **kw,
+            )
+        (kstate, params), info = wa.run(key, position, num_steps=num_steps)
+        tuned = jax.tree.map(
+            lambda a: jnp.asarray(a, default_float()),
+            {k: params[k] for k in ("step_size", "inverse_mass_matrix")},
+        )
         steps = getattr(info.info, "num_integration_steps", None)
         grads = jnp.sum(steps) if steps is not None else jnp.asarray(num_steps)
         return BlockState(kstate, tuned), grads
 
-    def adapt_low_rank(self, key, state: BlockState, objective, num_steps: int):
-        """``blackjax.window_adaptation_low_rank`` for ``num_steps`` steps from the chain's
-        position; the chain continues from blackjax's re-centred state ``μ* = x̄ + σ² ⊙ ᾱ``
-        (the mean of the last window's draws, moved by their mean score)."""
-        s = self.settings
-        kw = {
-            k: v
-            for k, v in s.kernel_kwargs.items()
-            if k not in ("step_size", "inverse_mass_matrix", "is_mass_matrix_diagonal")
-        }
-        position = self.position(state.kernel)
-        kw["max_rank"] = min(kw["max_rank"], ravel_pytree(position)[0].shape[0])
-        wa = blackjax.window_adaptation_low_rank(
-            s.factory,
-            self.log_posterior(objective),
-            initial_step_size=state.tuned["step_size"],
-            gradient_based_init=True,
-            adaptation_info_fn=get_filter_adapt_info_fn(
-                info_keys={"num_integration_steps"}, adapt_state_keys={"mu_star"}
-            ),
-            **kw,
-        )
-        (kstate, params), info = wa.run(key, position, num_steps=num_steps)
-        metric = jax.tree.map(
-            lambda a: jnp.asarray(a, default_float()), params["inverse_mass_matrix"]
-        )
-        tuned = {
-            "step_size": jnp.asarray(params["step_size"], default_float()),
-            "inverse_mass_matrix": LowRankInverseMassMatrix(*metric),
-        }
-        steps = getattr(info.info, "num_integration_steps", None)
-        grads = jnp.sum(steps) if steps is not None else jnp.asarray(num_steps)
-        return BlockState(kstate, tuned), grads
+    def initial_matrix(self, tuned: dict):
+        """The chain's matrix as ``blackjax.window_adaptation`` starts from it: dense or
+        diagonal as the block adapts (an initializer's may be either, or low-rank)."""
+        initial = tuned["inverse_mass_matrix"]
+        if isinstance(initial, LowRankInverseMassMatrix):
+            initial = low_rank_diagonal(initial)
+        if self.dense and initial.ndim == 1:
+            return jnp.diag(initial)
+        if not self.dense and initial.ndim == 2:
+            return jnp.diag(initial)
+        return initial
