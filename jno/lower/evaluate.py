@@ -4,7 +4,9 @@ Point-wise sub-graphs are evaluated by a per-point function that is vmapped over
 its point set; all point-wise sub-graphs of one point set that are needed at the same time
 share one vmap (and one memo, so common sub-expressions are computed once). Derivatives are
 nested forward-mode AD (``jax.jvp``) of the per-point function with respect to the point's
-coordinates. Global nodes (parameters, literals, reductions) are evaluated once, outside vmap.
+coordinates; an expression and all its derivatives come from one nest
+(:func:`~jno.trace.derivative.lower_derivatives`), so the passes through it are shared.
+Global nodes (parameters, literals, reductions) are evaluated once, outside vmap.
 Every node lowers itself (``lower_global`` / ``lower_point`` of its class, which call back
 :class:`Evaluator`); this module plans the batches and walks the graph by node properties.
 
@@ -36,6 +38,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..trace.derivative import Derivative, lower_derivatives
 from ..trace.node import Noise, Placeholder
 
 
@@ -120,6 +123,11 @@ class GraphPlan:
                     if isinstance(n, Noise):
                         self.noise_on[pk][noise_key(n)] = n
         self.hoistable: dict[str, list[int]] = self._find_hoistable()
+        # {expression id: its Derivative nodes}: evaluated together (lower_derivatives)
+        self.derivatives: dict[int, list[Derivative]] = defaultdict(list)
+        for n in nodes.values():
+            if isinstance(n, Derivative):
+                self.derivatives[n.args[0].id].append(n)
         for n in nodes.values():
             if not n.per_point and any(c.adopts_pointset for c in n.children()):
                 raise ValueError(
@@ -226,13 +234,16 @@ class Point(NamedTuple):
     """One row of a point set inside the per-point function, as node lowerings see it.
 
     ``row`` holds the row's ``data`` and ``noise``; ``memo`` the values computed at this point;
-    ``hoisted`` the hoisted values of the row (empty inside a derivative).
+    ``hoisted`` the hoisted values of the row (empty inside a derivative); ``inside`` the ids
+    of the expressions whose derivatives are being taken through this point (each is
+    evaluated here as a plain function of the coordinates, not as a derivative group).
     """
 
     coords: jax.Array
     row: dict
     memo: dict
     hoisted: dict
+    inside: frozenset = frozenset()
 
     def data(self, name: str) -> jax.Array:
         return self.row["data"][name]
@@ -245,10 +256,11 @@ class Point(NamedTuple):
         """The row's position in the point set's current rows (all points, or a subsample)."""
         return self.row["index"]
 
-    def moved(self, coords: jax.Array) -> Point:
+    def moved(self, coords: jax.Array, differentiating: int) -> Point:
         """The same row at ``coords``, with a fresh memo and nothing hoisted (a derivative's
-        per-point function must see every value as a function of the coordinates)."""
-        return Point(coords, self.row, {}, {})
+        per-point function must see every value as a function of the coordinates), inside
+        the derivatives of the node ``differentiating``."""
+        return Point(coords, self.row, {}, {}, self.inside | {differentiating})
 
 
 def _point_of(row: dict) -> Point:
@@ -372,6 +384,9 @@ class Evaluator:
             out = at.hoisted[key]
         elif not node.per_point:
             out = self.value(node)
+        elif node.id in self.plan.derivatives and node.id not in at.inside:
+            # its value comes with its derivatives', from one nest of JVPs
+            return lower_derivatives(self, node, self.plan.derivatives[node.id], at)[node.id]
         else:
             out = node.lower_point(self, at)
         at.memo[node.id] = out
