@@ -38,7 +38,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..trace.derivative import Derivative, lower_derivatives
+from ..trace.derivative import Derivative, differentiated, lower_derivatives
 from ..trace.node import Noise, Placeholder
 
 
@@ -123,11 +123,12 @@ class GraphPlan:
                     if isinstance(n, Noise):
                         self.noise_on[pk][noise_key(n)] = n
         self.hoistable: dict[str, list[int]] = self._find_hoistable()
-        # {expression id: its Derivative nodes}: evaluated together (lower_derivatives)
+        # {expression id: the Derivative nodes of it and of its components}: evaluated
+        # together (lower_derivatives)
         self.derivatives: dict[int, list[Derivative]] = defaultdict(list)
         for n in nodes.values():
             if isinstance(n, Derivative):
-                self.derivatives[n.args[0].id].append(n)
+                self.derivatives[differentiated(n)[0].id].append(n)
         for n in nodes.values():
             if not n.per_point and any(c.adopts_pointset for c in n.children()):
                 raise ValueError(

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import sympy
 
-from .node import Apply, Placeholder, Variable, _describe, as_node
+from .node import Apply, Index, Placeholder, Variable, _describe, as_node
 from .pointset import default_float
 
 
@@ -65,9 +65,8 @@ class Derivative(Placeholder):
         return self.args + self.wrt
 
     def lower_point(self, ev, at):
-        return lower_derivatives(ev, self.args[0], ev.plan.derivatives[self.args[0].id], at)[
-            self.id
-        ]
+        base, _ = differentiated(self)
+        return lower_derivatives(ev, base, ev.plan.derivatives[base.id], at)[self.id]
 
     def sympy_form(self, args):
         return sympy.Derivative(args[0], *[v.sympy_form([]) for v in self.wrt])
@@ -77,6 +76,17 @@ class Derivative(Placeholder):
 #: the expression's forward pass before XLA drops the unused ones, so compile time grows with
 #: it (at 4, a 2-D Laplacian's gradient compiled in twice the time for 10 % fewer flops)
 MAX_SHARED_ORDER = 3
+
+
+def differentiated(node: Derivative) -> tuple[Placeholder, tuple]:
+    """The expression whose derivative ``node`` takes, seen through components: ``diff(u[0:1],
+    t)`` is ``diff(u, t)[0:1]``, so the derivatives of all of a network's outputs share one
+    nest. Returns ``(base expression, indices to apply to its derivative, innermost first)``."""
+    expr, indices = node.args[0], []
+    while isinstance(expr, Index):
+        indices.append(expr.index)
+        expr = expr.args[0]
+    return expr, tuple(reversed(indices))
 
 
 def multi_index(node: Derivative) -> tuple[int, ...]:
@@ -110,8 +120,9 @@ def _nests(members) -> list[list[Derivative]]:
 
 
 def lower_derivatives(ev, expr: Placeholder, members, at) -> dict:
-    """``expr`` and every :class:`Derivative` of it in ``members`` at the point ``at``, from
-    one nest of forward-mode JVPs, written into ``at.memo`` (which is returned).
+    """``expr`` and every :class:`Derivative` of it (or of a component of it) in ``members``
+    at the point ``at``, from one nest of forward-mode JVPs, written into ``at.memo`` (which
+    is returned).
 
     With the chain of directions ``d_1 … d_k`` (each coordinate as often as the highest order
     of it in ``members``), ``F_0(c) = expr(c)`` and ``F_j(c) = jvp(F_{j-1}, c, e_{d_j})``
@@ -143,7 +154,10 @@ def lower_derivatives(ev, expr: Placeholder, members, at) -> dict:
             for i in set(idx):
                 first = chain.index(i)
                 bits[first : first + idx.count(i)] = [1] * idx.count(i)
-            at.memo[m.id] = _pick(values, bits)
+            out = _pick(values, bits)
+            for index in differentiated(m)[1]:
+                out = out[index]
+            at.memo[m.id] = out
     return at.memo
 
 
