@@ -3,10 +3,12 @@
 * ``--grad``: one gradient of a log-density, 200 calls inside a ``lax.scan`` (the way a sampler
   calls it), for (a) data points of the linear-in-features model ``y = θ0 sin πx + θ1 cos πx +
   θ2`` (Gaussian likelihood, σ = 0.1) and (b) collocation points of a PINN residual
-  ``u'' + π² sin πx`` of a 1-20-20-1 tanh network. jno: the crux's lowered losses on its
-  inputs prepared the way a solve prepares them once per chunk (``Program.hoist``: the
-  parameter-free ``sin πx``, ``cos πx`` evaluated once); hand-written: the same maths in
-  jax.numpy with the arrays passed as arguments (not closed over, so XLA cannot fold them).
+  ``u'' + π² sin πx`` of a 1-20-20-1 tanh network, and (c) Raissi's Burgers loss below
+  (2000 points, ``u, u_t, u_x, u_xx``; hand-written in reverse mode). jno: the crux's
+  lowered losses on its inputs prepared the way a solve prepares them once per chunk
+  (``Program.hoist``: the parameter-free ``sin πx``, ``cos πx`` evaluated once);
+  hand-written: the same maths in jax.numpy with the arrays passed as arguments (not closed
+  over, so XLA cannot fold them).
 * ``--nuts``: NUTS on the linear model, 4 chains × 1000 draws, the same fixed step size and
   identity mass matrix, started at the same point; microseconds per leapfrog step (per
   gradient) of the compiled steady state (a second call), jno (``crux.solve``) beside
@@ -262,7 +264,8 @@ class Identified(NamedTuple):
     lbfgs_evals: int
 
 
-def raissi_jno(pts, u_obs, adam_steps, lbfgs_steps):
+def raissi_model(pts, u_obs):
+    """jno's Raissi problem: the crux and its three models (network, λ1, log λ2)."""
     dom = jno.domain(constructor=jno.domain.points(pts))
     x, t, _ = dom.variable("interior")  # the points' two columns: x and t
     obs = dom.variable("u", u_obs)
@@ -272,7 +275,54 @@ def raissi_jno(pts, u_obs, adam_steps, lbfgs_steps):
     u = net(jno.np.concat([x, t], axis=-1))
     f = (jno.diff(u, t) + lam1 * u * jno.diff(u, x)
          - jno.np.exp(log_lam2) * jno.diff(u, x, order=2))
-    crux = jno.core([(u - obs).mse, f.mse])
+    return jno.core([(u - obs).mse, f.mse]), net, lam1, log_lam2
+
+
+def raissi_hand_loss(static):
+    """The hand-written Raissi loss of ``(p, points, u_obs)``, ``p = {"net", "lam1",
+    "log_lam2"}``: per-point reverse mode (``jax.grad``, grad of grad), vmapped."""
+
+    def loss(p, P, U):
+        net = eqx.combine(p["net"], static)
+
+        def point(z):
+            def u(z):
+                return net(z)[0]
+
+            g = jax.grad(u)(z)
+            uxx = jax.grad(lambda s: jax.grad(u)(s)[0])(z)[0]
+            return u(z), g[0], g[1], uxx
+
+        uu, ux, ut, uxx = jax.vmap(point)(P)
+        f = ut + p["lam1"][0] * uu * ux - jnp.exp(p["log_lam2"][0]) * uxx
+        return jnp.mean((uu - U[:, 0]) ** 2) + jnp.mean(f**2)
+
+    return loss
+
+
+def raissi_hand_params(dtype):
+    params, static = eqx.partition(raissi_net(), eqx.is_inexact_array)
+    p = {"net": params, "lam1": jnp.zeros(1, dtype), "log_lam2": jnp.full(1, -6.0, dtype)}
+    return p, static
+
+
+def grad_raissi(calls=100) -> tuple[float, float]:
+    """Seconds per gradient of the Raissi loss (2000 points; ``u, u_t, u_x, u_xx`` of an
+    8×20 network), jno's lowered losses beside the hand-written reverse-mode loss."""
+    pts, u_obs = raissi_data()
+    crux, *_ = raissi_model(pts, u_obs)
+    program = crux.program
+    prepared = jax.jit(program.hoist)(program.inputs)
+    jno_run = scan_of_grads(lambda p, inputs: program.losses(p, inputs).sum(), calls)
+    p, static = raissi_hand_params(pts.dtype)
+    hand_run = scan_of_grads(raissi_hand_loss(static), calls)
+    t_jno, t_hand = paired_times(jno_run, (program.initial_params(), prepared),
+                                 hand_run, (p, jnp.asarray(pts), jnp.asarray(u_obs)))
+    return t_jno / calls, t_hand / calls
+
+
+def raissi_jno(pts, u_obs, adam_steps, lbfgs_steps):
+    crux, net, lam1, log_lam2 = raissi_model(pts, u_obs)
     start = time.perf_counter()
     adam = optax.adam(1e-3)
     for m in (net, lam1, log_lam2):
@@ -297,25 +347,12 @@ def raissi_jno(pts, u_obs, adam_steps, lbfgs_steps):
 
 
 def raissi_hand(pts, u_obs, adam_steps, lbfgs_steps):
-    params, static = eqx.partition(raissi_net(), eqx.is_inexact_array)
-    dt = pts.dtype
-    p = {"net": params, "lam1": jnp.zeros(1, dt), "log_lam2": jnp.full(1, -6.0, dt)}
+    p, static = raissi_hand_params(pts.dtype)
     P, U = jnp.asarray(pts), jnp.asarray(u_obs)
+    hand_loss = raissi_hand_loss(static)
 
     def loss(p):
-        net = eqx.combine(p["net"], static)
-
-        def point(z):
-            def u(z):
-                return net(z)[0]
-
-            g = jax.grad(u)(z)
-            uxx = jax.grad(lambda s: jax.grad(u)(s)[0])(z)[0]
-            return u(z), g[0], g[1], uxx
-
-        uu, ux, ut, uxx = jax.vmap(point)(P)
-        f = ut + p["lam1"][0] * uu * ux - jnp.exp(p["log_lam2"][0]) * uxx
-        return jnp.mean((uu - U[:, 0]) ** 2) + jnp.mean(f**2)
+        return hand_loss(p, P, U)
 
     start = time.perf_counter()
     adam = optax.adam(1e-3)
@@ -389,6 +426,9 @@ def main():
                 a, b = fn(n)
                 print(f"| {name} | {n:.0e} | {a * 1e6:.1f} | {b * 1e6:.1f} | {a / b:.2f} |",
                       flush=True)
+        a, b = grad_raissi()
+        print(f"| Raissi's Burgers loss (u, u_t, u_x, u_xx of an 8x20 network) | 2e+03 | "
+              f"{a * 1e6:.1f} | {b * 1e6:.1f} | {a / b:.2f} |", flush=True)
     if args.nuts:
         print("\n| NUTS, 4 chains x 1000 draws | N | jno µs/leapfrog, whole solve | "
               "jno, one more chunk | hand | jno/hand whole | one more chunk |\n"
