@@ -106,8 +106,8 @@ def _chain(indices) -> tuple[int, ...]:
 
 
 def _nests(members) -> list[list[Derivative]]:
-    """``members`` split into groups whose chains are at most ``MAX_SHARED_ORDER`` long, in
-    order of first appearance (the first group also gives the expression's own value)."""
+    """``members`` split into groups whose chains are at most ``MAX_SHARED_ORDER`` long,
+    lowest orders first (the first group also gives the expression's own value)."""
     groups: list[list[Derivative]] = []
     for m in sorted(members, key=lambda m: (len(m.wrt), multi_index(m))):
         for g in groups:
