@@ -21,6 +21,11 @@ models follow NeuralUQ's ``examples/inverse_poisson_bpinn.py`` and ``examples/in
   (NeuralUQ's ``f`` likelihood, ``f = 0``). One 1-50-50-3 tanh network (2803 weights),
   ``N(0, 1)`` weights; ``a`` and ``b`` Parameters with NeuralUQ's ``N(0, 2²)`` priors, started
   at 0 (NeuralUQ's trainable start).
+* ``diffusion2d``: the Poisson problem in two dimensions, our own: ``0.1 Δu + k tanh(u) = f``
+  on ``[-1, 1]²``, exact ``u = sin(πx) sin(πy)``, ``k = 0.7``; ``u`` sensors on a 6 × 6 grid
+  and ``f`` sensors on a 12 × 12 grid (ends included), ``σ = 0.1`` on both. Network 2-32-32-1
+  tanh (1185 weights), ``N(0, 1)`` weights, ``k ~ N(0.5, 1)`` started at 0.5; the hand-written
+  log-density takes the Laplacian as the trace of ``jax.hessian``.
 
 Methods (``--method``, each one function returning one row):
 
@@ -376,7 +381,90 @@ def ko_problem(seed: int, dtype) -> Problem:
     )
 
 
-PROBLEMS = {"poisson": poisson_problem, "ko": ko_problem}
+def _plane_points(p: np.ndarray, name: str | None = None, data: np.ndarray | None = None):
+    dom = jno.domain(constructor=jno.domain.points(p))
+    x, y, _ = dom.variable("interior")
+    return (x, y) if name is None else (x, y, dom.variable(name, data))
+
+
+def _plane_grid(n: int) -> np.ndarray:
+    """``n × n`` equispaced points of ``[-1, 1]²``, ``(n², 2)``."""
+    g = np.linspace(-1.0, 1.0, n)
+    return np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+
+
+def diffusion2d_problem(seed: int, dtype) -> Problem:
+    """``0.1 Δu + k tanh(u) = f`` on ``[-1, 1]²`` (the Poisson problem in two dimensions),
+    ``u = sin(πx) sin(πy)``, ``k = 0.7``."""
+    k_true, lam, sigma = 0.7, 0.1, 0.1
+
+    def u_exact(p):
+        return np.sin(np.pi * p[:, :1]) * np.sin(np.pi * p[:, 1:])
+
+    def f_exact(p):
+        return lam * (-2 * np.pi**2 * u_exact(p)) + k_true * np.tanh(u_exact(p))
+
+    rng = np.random.default_rng(seed)
+    pu, pf, pg = _plane_grid(6), _plane_grid(12), _plane_grid(41)
+    u_obs = (u_exact(pu) + sigma * rng.normal(size=(len(pu), 1))).astype(dtype)
+    f_obs = (f_exact(pf) + sigma * rng.normal(size=(len(pf), 1))).astype(dtype)
+    exact_on_grid = u_exact(pg)
+    pu, pf, pg = (a.astype(dtype) for a in (pu, pf, pg))
+    key = jax.random.PRNGKey(seed)
+    priors = {"net": jno.bayesian.priors.gaussian(sigma=1.0), "k": Normal(0.5, 1.0)}
+
+    def build() -> Built:
+        xs, ys, yu = _plane_points(pu, "u_obs", u_obs)
+        x, y, yf = _plane_points(pf, "f_obs", f_obs)
+        gx, gy = _plane_points(pg)
+        net = jno.nn.wrap(jno.nn.mlp(2, 1, hidden_dims=32, num_layers=2, key=key), name="u")
+        k = jno.np.parameter((1,), name="k", init=0.5)
+        u = net(jno.np.concat([x, y], axis=-1))
+        pde = lam * jno.np.laplacian(u, [x, y]) + k * jno.np.tanh(u) - yf
+        data = net(jno.np.concat([xs, ys], axis=-1)) - yu
+        constraints = [data.gaussian(std=sigma), pde.gaussian(std=sigma)]
+        return Built(net, {"k": k}, priors, constraints, net(jno.np.concat([gx, gy], axis=-1)))
+
+    module = jno.nn.mlp(2, 1, hidden_dims=32, num_layers=2, key=key)
+    weights, static = eqx.partition(module, eqx.is_inexact_array)
+    PU, PF, PG = (jnp.asarray(a) for a in (pu, pf, pg))
+    UO, FO = jnp.asarray(u_obs[:, 0]), jnp.asarray(f_obs[:, 0])
+
+    def scalar_u(w):
+        net = eqx.combine(w, static)
+        return lambda z: net(z)[0]
+
+    def logdensity(pos):
+        u = scalar_u(pos["net"])
+        lap = jax.vmap(lambda z: jnp.trace(jax.hessian(u)(z)))(PF)
+        r_f = lam * lap + pos["k"][0] * jnp.tanh(jax.vmap(u)(PF)) - FO
+        r_u = jax.vmap(u)(PU) - UO
+        return (
+            gaussian_loglik(r_u, sigma)
+            + gaussian_loglik(r_f, sigma)
+            + priors["net"](pos["net"])
+            + priors["k"](pos["k"])
+        )
+
+    def u_on_grid(pos):
+        return jax.vmap(scalar_u(pos["net"]))(PG)[:, None]
+
+    return Problem(
+        name="diffusion2d",
+        truth={"k": k_true},
+        build=build,
+        logdensity=logdensity,
+        position0={"net": weights, "k": jnp.full((1,), 0.5, dtype)},
+        u_on_grid=u_on_grid,
+        u_exact=exact_on_grid,
+        description=(
+            "0.1 Δu + k tanh(u) = f on [-1, 1]², u = sin(πx) sin(πy), k = 0.7; 6×6 u + 12×12 f "
+            "sensors, σ = 0.1; 2-32-32-1 tanh (1185 weights), N(0,1) weights, k ~ N(0.5, 1)"
+        ),
+    )
+
+
+PROBLEMS = {"poisson": poisson_problem, "ko": ko_problem, "diffusion2d": diffusion2d_problem}
 
 
 # ------------------------------------------------------------------------------ statistics
@@ -871,7 +959,8 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--problem", choices=("poisson", "ko", "both"), default="both")
+    parser.add_argument("--problem", choices=(*PROBLEMS, "both"), default="both",
+                        help="both: poisson and ko (NeuralUQ's two)")
     parser.add_argument("--method", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=500)
