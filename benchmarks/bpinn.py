@@ -213,6 +213,27 @@ def _points(x: np.ndarray, name: str | None = None, data: np.ndarray | None = No
     return var if name is None else (var, dom.variable(name, data))
 
 
+def reaction_logdensity(scalar_u, second_order, lam, sigma, priors, u_sensors, f_sensors):
+    """The hand-written log-density of ``lam · L u + k tanh(u) = f`` with Gaussian ``u`` and
+    ``f`` sensors: ``scalar_u(weights)`` is the network as a function of one point,
+    ``second_order(u)`` the point-wise ``L u`` (``u''`` or the Laplacian), each sensor pair
+    ``(points, observations)``."""
+    (pu, uo), (pf, fo) = u_sensors, f_sensors
+
+    def logdensity(pos):
+        u = scalar_u(pos["net"])
+        r_f = lam * jax.vmap(second_order(u))(pf) + pos["k"][0] * jnp.tanh(jax.vmap(u)(pf)) - fo
+        r_u = jax.vmap(u)(pu) - uo
+        return (
+            gaussian_loglik(r_u, sigma)
+            + gaussian_loglik(r_f, sigma)
+            + priors["net"](pos["net"])
+            + priors["k"](pos["k"])
+        )
+
+    return logdensity
+
+
 def poisson_problem(seed: int, dtype) -> Problem:
     """``0.01 u'' + k tanh(u) = f`` on [-0.7, 0.7] (B-PINN §4.2, NeuralUQ), ``k = 0.7``."""
     k_true, lam, sigma = 0.7, 0.01, 0.1
@@ -255,19 +276,6 @@ def poisson_problem(seed: int, dtype) -> Problem:
         net = eqx.combine(w, static)
         return lambda s: net(jnp.reshape(s, (1,)))[0]
 
-    def logdensity(pos):
-        u = scalar_u(pos["net"])
-        uf = jax.vmap(u)(XF)
-        uxx = jax.vmap(jax.grad(jax.grad(u)))(XF)
-        r_f = lam * uxx + pos["k"][0] * jnp.tanh(uf) - FO
-        r_u = jax.vmap(u)(XU) - UO
-        return (
-            gaussian_loglik(r_u, sigma)
-            + gaussian_loglik(r_f, sigma)
-            + priors["net"](pos["net"])
-            + priors["k"](pos["k"])
-        )
-
     def u_on_grid(pos):
         return jax.vmap(scalar_u(pos["net"]))(XG)[:, None]
 
@@ -275,7 +283,9 @@ def poisson_problem(seed: int, dtype) -> Problem:
         name="poisson",
         truth={"k": k_true},
         build=build,
-        logdensity=logdensity,
+        logdensity=reaction_logdensity(
+            scalar_u, lambda u: jax.grad(jax.grad(u)), lam, sigma, priors, (XU, UO), (XF, FO)
+        ),
         position0={"net": weights, "k": jnp.full((1,), 0.5, dtype)},
         u_on_grid=u_on_grid,
         u_exact=u_exact(xg.astype(np.float64)),
@@ -434,18 +444,6 @@ def diffusion2d_problem(seed: int, dtype) -> Problem:
         net = eqx.combine(w, static)
         return lambda z: net(z)[0]
 
-    def logdensity(pos):
-        u = scalar_u(pos["net"])
-        lap = jax.vmap(lambda z: jnp.trace(jax.hessian(u)(z)))(PF)
-        r_f = lam * lap + pos["k"][0] * jnp.tanh(jax.vmap(u)(PF)) - FO
-        r_u = jax.vmap(u)(PU) - UO
-        return (
-            gaussian_loglik(r_u, sigma)
-            + gaussian_loglik(r_f, sigma)
-            + priors["net"](pos["net"])
-            + priors["k"](pos["k"])
-        )
-
     def u_on_grid(pos):
         return jax.vmap(scalar_u(pos["net"]))(PG)[:, None]
 
@@ -453,7 +451,10 @@ def diffusion2d_problem(seed: int, dtype) -> Problem:
         name="diffusion2d",
         truth={"k": k_true},
         build=build,
-        logdensity=logdensity,
+        logdensity=reaction_logdensity(
+            scalar_u, lambda u: lambda z: jnp.trace(jax.hessian(u)(z)), lam, sigma, priors,
+            (PU, UO), (PF, FO),
+        ),
         position0={"net": weights, "k": jnp.full((1,), 0.5, dtype)},
         u_on_grid=u_on_grid,
         u_exact=exact_on_grid,
