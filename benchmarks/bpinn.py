@@ -1,5 +1,5 @@
-"""Bayesian PINN samplers on two NeuralUQ inverse problems: jno's methods beside a hand-written
-blackjax NUTS program on the same model.
+"""Bayesian PINN samplers on NeuralUQ's two inverse problems and a 2-D one: jno's methods
+beside a hand-written blackjax NUTS program on the same model.
 
 Problems (our own seeded data draws: NeuralUQ's ``.mat`` files cannot be fetched here; the
 models follow NeuralUQ's ``examples/inverse_poisson_bpinn.py`` and ``examples/inverse_ko.py``):
